@@ -1,0 +1,1 @@
+"""pyinfra inventories; `vast_api` holds the helpers behind `vast.py`."""

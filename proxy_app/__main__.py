@@ -1,0 +1,36 @@
+"""`python -m proxy_app`: serve the app with uvicorn, configured from PROXY_* variables."""
+
+from __future__ import annotations
+
+import sys
+
+import uvicorn
+from pydantic import ValidationError
+
+from proxy_app.config import Settings
+
+
+def main() -> int:
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        for error in exc.errors():
+            where = ".".join(str(p) for p in error["loc"])
+            name = f"PROXY_{where.upper()}" if where else "configuration"
+            sys.stderr.write(f"proxy_app: {name}: {error['msg']}\n")
+        return 2
+    uvicorn.run(
+        "proxy_app.main:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level=settings.log_level,
+        proxy_headers=False,
+        server_header=False,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

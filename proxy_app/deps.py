@@ -1,0 +1,31 @@
+"""Resources built in the lifespan, injected into routes (tests may override them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from proxy_app.config import Settings
+from proxy_app.metrics import Metrics
+from proxy_app.ollama import ModelCatalog, OllamaClient
+from proxy_app.tokens import TokenEstimator
+
+
+@dataclass
+class Services:
+    settings: Settings
+    ollama: OllamaClient
+    catalog: ModelCatalog
+    estimator: TokenEstimator
+    metrics: Metrics
+    cache: Any = None  # proxy_app.cache.ResponseCache when PROXY_REDIS_URL is set
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]

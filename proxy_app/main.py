@@ -1,0 +1,157 @@
+"""create_app(settings): wiring, lifespan, the request-id middleware and the error handlers."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from proxy_app.config import Settings
+from proxy_app.deps import Services
+from proxy_app.errors import (
+    InvalidRequestError,
+    ProxyError,
+    UpstreamError,
+    envelope,
+    error_for_status,
+    new_request_id,
+)
+from proxy_app.metrics import Metrics
+from proxy_app.ollama import ModelCatalog, OllamaClient
+from proxy_app.routes import health, messages, models
+from proxy_app.tokens import TokenEstimator
+
+log = logging.getLogger("proxy_app")
+
+KNOWN_PATHS = {"/v1/messages", "/v1/messages/count_tokens", "/v1/models", "/health", "/metrics"}
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        ollama = OllamaClient(
+            settings.ollama_url,
+            connect_timeout=settings.connect_timeout,
+            read_timeout=settings.read_timeout,
+        )
+        services = Services(
+            settings=settings,
+            ollama=ollama,
+            catalog=ModelCatalog(ollama),
+            estimator=TokenEstimator(),
+            metrics=app.state.metrics,
+            cache=_make_cache(settings),
+        )
+        app.state.services = services
+        try:
+            yield
+        finally:
+            await ollama.aclose()
+            if services.cache is not None:
+                await services.cache.aclose()
+
+    app = FastAPI(
+        title="proxy_app",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.metrics = Metrics()
+    app.include_router(messages.router)
+    app.include_router(models.router)
+    app.include_router(health.router)
+    app.add_exception_handler(ProxyError, _proxy_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_middleware(RequestIdMiddleware, metrics=app.state.metrics)
+    return app
+
+
+def _make_cache(settings: Settings) -> Any:
+    if not settings.cache_enabled:
+        return None
+    from proxy_app.cache import ResponseCache
+
+    return ResponseCache(settings)
+
+
+def error_response(error: ProxyError, request_id: str) -> JSONResponse:
+    return JSONResponse(
+        envelope(error, request_id), status_code=error.status, headers=error.headers()
+    )
+
+
+async def _proxy_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ProxyError)
+    return error_response(exc, request.state.request_id)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 404:
+        message = f"Not found: {request.method} {request.url.path}"
+    elif exc.status_code == 405:
+        message = f"Method {request.method} is not allowed on {request.url.path}"
+    else:
+        message = str(exc.detail)
+    return error_response(error_for_status(exc.status_code, message), request.state.request_id)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+    where = ".".join(str(p) for p in first["loc"])
+    error = InvalidRequestError(f"{where}: {first['msg']}")
+    return error_response(error, request.state.request_id)
+
+
+class RequestIdMiddleware:
+    """Gives every request an id (`request-id` header), times it, and renders crashes."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = new_request_id()
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = time.perf_counter()
+        status = 500
+        response_started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                response_started = True
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"request-id", request_id.encode()),
+                ]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            log.exception("unhandled error in request %s", request_id)
+            if response_started:
+                raise
+            response = error_response(UpstreamError("The proxy failed unexpectedly."), request_id)
+            await response(scope, receive, send_with_id)
+        finally:
+            path = scope["path"] if scope["path"] in KNOWN_PATHS else "other"
+            self.metrics.observe_request(path, status, time.perf_counter() - started)

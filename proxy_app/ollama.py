@@ -1,0 +1,167 @@
+"""Thin async client for Ollama's native API, and the model catalog built on /api/tags."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from proxy_app.errors import (
+    InvalidRequestError,
+    NotFoundError,
+    OverloadedError,
+    PromptTooLongError,
+    ProxyError,
+    RateLimitError,
+    UpstreamError,
+    UpstreamTimeoutError,
+)
+
+# Ollama's wording for a prompt over num_ctx when `truncate` is false.
+OVERFLOW_MARKERS = ("exceeds the context length", "context length exceeded", "prompt is too long")
+
+
+class OllamaClient:
+    """Calls Ollama; every failure comes out as a ProxyError subclass."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        connect_timeout: float,
+        read_timeout: float,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        timeout = httpx.Timeout(read_timeout, connect=connect_timeout, pool=None)
+        limits = httpx.Limits(max_connections=256, max_keepalive_connections=32)
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, timeout=timeout, limits=limits, transport=transport
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def chat_stream(self, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """Yield NDJSON chunks of a streaming /api/chat; a mid-stream `error` line raises."""
+        try:
+            async with self._http.stream("POST", "/api/chat", json=payload) as response:
+                if response.status_code != 200:
+                    await response.aread()
+                    raise upstream_error(response.status_code, _error_text(response.content))
+                async for line in response.aiter_lines():
+                    if not line.strip():
+                        continue
+                    chunk = json.loads(line)
+                    if "error" in chunk:
+                        raise upstream_error(500, str(chunk["error"]), mid_stream=True)
+                    yield chunk
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeoutError(
+                f"Ollama at {self.base_url} did not answer in time ({type(exc).__name__}); "
+                "raise PROXY_READ_TIMEOUT for very long generations."
+            ) from exc
+        except httpx.TransportError as exc:
+            raise OverloadedError(
+                f"Ollama at {self.base_url} is unreachable ({exc or type(exc).__name__}); "
+                "check that `ollama serve` is running."
+            ) from exc
+
+    async def get_json(self, path: str, *, timeout: float | None = None) -> Any:
+        return await self._request("GET", path, None, timeout)
+
+    async def post_json(
+        self, path: str, body: dict[str, Any], *, timeout: float | None = None
+    ) -> Any:
+        return await self._request("POST", path, body, timeout)
+
+    async def _request(
+        self, method: str, path: str, body: dict[str, Any] | None, timeout: float | None
+    ) -> Any:
+        try:
+            response = await self._http.request(
+                method, path, json=body, timeout=timeout or httpx.USE_CLIENT_DEFAULT
+            )
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeoutError(f"Ollama at {self.base_url} timed out on {path}") from exc
+        except httpx.TransportError as exc:
+            raise OverloadedError(f"Ollama at {self.base_url} is unreachable: {exc}") from exc
+        if response.status_code != 200:
+            raise upstream_error(response.status_code, _error_text(response.content))
+        return response.json()
+
+
+def upstream_error(status: int, message: str, *, mid_stream: bool = False) -> ProxyError:
+    """Map an Ollama error (status + its `error` text) onto Anthropic's error classes."""
+    lowered = message.lower()
+    if any(marker in lowered for marker in OVERFLOW_MARKERS):
+        return PromptTooLongError(0, 0)
+    if mid_stream:
+        return UpstreamError(f"Ollama failed while generating: {message}")
+    if status == 404:
+        return NotFoundError(f"Ollama: {message}")
+    if status == 429:
+        return RateLimitError(f"Ollama: {message}", retry_after=5)
+    if status == 503:
+        return OverloadedError(f"Ollama is busy (its queue is full): {message}")
+    if 400 <= status < 500:
+        return InvalidRequestError(f"Ollama rejected the request: {message}")
+    return UpstreamError(f"Ollama answered {status}: {message}")
+
+
+def _error_text(body: bytes) -> str:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body.decode(errors="replace").strip() or "(empty body)"
+    if isinstance(data, dict) and "error" in data:
+        return str(data["error"])
+    return str(data)
+
+
+def canonical_name(name: str) -> str:
+    """Ollama's implicit tag: `qwen2.5-coder` means `qwen2.5-coder:latest`."""
+    return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
+
+
+class ModelCatalog:
+    """Which models Ollama has (name → digest), refreshed every `ttl` seconds or on a miss."""
+
+    def __init__(self, client: OllamaClient, ttl: float = 10.0) -> None:
+        self._client = client
+        self._ttl = ttl
+        self._digests: dict[str, str] = {}
+        self._fetched = 0.0
+        self._capabilities: dict[str, list[str]] = {}
+
+    async def refresh(self) -> dict[str, str]:
+        tags = await self._client.get_json("/api/tags", timeout=5.0)
+        self._digests = {
+            canonical_name(m.get("name") or m.get("model", "")): str(m.get("digest", ""))
+            for m in tags.get("models", [])
+        }
+        self._fetched = time.monotonic()
+        return self._digests
+
+    async def models(self) -> dict[str, str]:
+        if time.monotonic() - self._fetched > self._ttl:
+            await self.refresh()
+        return self._digests
+
+    async def digest(self, name: str) -> str | None:
+        """The model's digest, or None when Ollama does not have it (after a fresh look)."""
+        name = canonical_name(name)
+        if name not in await self.models():
+            await self.refresh()
+        return self._digests.get(name)
+
+    async def capabilities(self, name: str) -> list[str]:
+        """From /api/show, cached per digest; an old Ollama without the field means none known."""
+        digest = await self.digest(name) or name
+        if digest not in self._capabilities:
+            shown = await self._client.post_json("/api/show", {"model": name}, timeout=10.0)
+            self._capabilities[digest] = list(shown.get("capabilities") or [])
+        return self._capabilities[digest]

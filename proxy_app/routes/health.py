@@ -1,0 +1,53 @@
+"""GET /health (Ollama, the default model, the cache) and GET /metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from proxy_app.deps import ServicesDep
+from proxy_app.errors import ProxyError
+from proxy_app.ollama import canonical_name
+
+router = APIRouter()
+
+
+@router.get("/health")
+async def health(services: ServicesDep) -> JSONResponse:
+    """healthy: all ok; degraded: answers possible but something is off; unhealthy: no Ollama."""
+    components: dict[str, dict[str, Any]] = {}
+    model = canonical_name(services.settings.default_model)
+    try:
+        version = await services.ollama.get_json("/api/version", timeout=3.0)
+        components["ollama"] = {"status": "ok", "version": version.get("version", "")}
+        models = await services.catalog.refresh()
+        if model in models:
+            components["model"] = {"status": "ok", "name": model, "digest": models[model]}
+        else:
+            components["model"] = {
+                "status": "error",
+                "name": model,
+                "error": f"model {model} is not pulled; run `ollama pull {model}`",
+            }
+    except ProxyError as exc:
+        components["ollama"] = {"status": "error", "error": exc.message}
+        components["model"] = {"status": "unknown", "name": model}
+    cache = services.cache
+    components["cache"] = await cache.health() if cache is not None else {"status": "disabled"}
+    if components["ollama"]["status"] != "ok":
+        status = "unhealthy"
+    elif any(c["status"] == "error" for c in components.values()):
+        status = "degraded"
+    else:
+        status = "healthy"
+    code = 503 if status == "unhealthy" else 200
+    return JSONResponse({"status": status, "components": components}, status_code=code)
+
+
+@router.get("/metrics")
+async def metrics(services: ServicesDep) -> PlainTextResponse:
+    cache = services.cache
+    stats = cache.stats() if cache is not None else {}
+    return PlainTextResponse(services.metrics.render(stats), media_type="text/plain; version=0.0.4")

@@ -1,0 +1,103 @@
+"""Custom operations the roles share.
+
+Each body runs once at prepare time (to show the plan) and again at execute time, reading
+facts afresh, so it acts on the host's live state and says so with ``host.noop`` when there
+is nothing to do.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from pyinfra import host
+from pyinfra.api import operation
+from pyinfra.facts.files import Sha256File
+
+from roles.facts import SUPERVISOR_CONF, HttpAnswers, InitScriptRunning, SupervisorPrograms
+
+UP_STATES = ("RUNNING", "STARTING", "BACKOFF")
+
+
+@operation()
+def verified_download(src: str, dest: str, sha256: str, what: str):
+    """
+    Download ``src`` to ``dest`` unless ``dest`` already has the SHA-256 ``sha256``.
+
+    + src: URL to fetch (curl)
+    + dest: where the verified file ends up; a mismatching download never lands there
+    + sha256: expected hex digest
+    + what: a few words naming the file, used in the error sentence
+
+    Unlike ``files.download`` (which moves the file into place first and reports only
+    "SHA256 did not match!"), a mismatch removes the partial file and names both digests.
+    """
+    if host.get_fact(Sha256File, path=dest) == sha256:
+        host.noop(f"{dest} already has SHA-256 {sha256[:12]}…")
+        return
+    part = f"{dest}.part"
+    q_part, q_dest = shlex.quote(part), shlex.quote(dest)
+    yield f"mkdir -p {shlex.quote(dest.rsplit('/', 1)[0])}"
+    yield f"curl -fsSL --retry 3 -o {q_part} {shlex.quote(src)}"
+    sentence = (
+        f"The {what} from {src} has SHA-256 $actual but {sha256} was expected; "
+        "refusing to install it. Check the ollama_sha256 value (the release's sha256sum.txt)."
+    )
+    yield (
+        f"actual=$(sha256sum {q_part} | cut -d' ' -f1); "
+        f'if [ "$actual" != {shlex.quote(sha256)} ]; then rm -f {q_part}; '
+        f'echo "{sentence}" >&2; exit 1; fi'
+    )
+    yield f"mv {q_part} {q_dest}"
+
+
+@operation()
+def wait_for_url(url: str, timeout: int, what: str):
+    """
+    Wait up to ``timeout`` seconds until ``url`` answers with a 2xx status.
+
+    + url: an HTTP URL on the host (checked with curl from the host)
+    + timeout: seconds before the host fails
+    + what: the service's name, for the error sentence
+    """
+    if host.get_fact(HttpAnswers, url=url):
+        host.noop(f"{what} answers at {url}")
+        return
+    sentence = f"{what} did not answer at {url} within {timeout} seconds; see its log."
+    yield (
+        f"i=0; until curl -fsS -o /dev/null --max-time 3 {shlex.quote(url)} 2>/dev/null; do "
+        f'i=$((i+1)); if [ "$i" -ge {int(timeout)} ]; then echo "{sentence}" >&2; exit 1; fi; '
+        "sleep 1; done"
+    )
+
+
+@operation()
+def supervisord_running():
+    """Start supervisord from its Debian config when it is not running (nothing else will)."""
+    if host.get_fact(SupervisorPrograms) is not None:
+        host.noop("supervisord is running")
+        return
+    yield f"supervisord -c {SUPERVISOR_CONF}"
+    # supervisord forks before its socket is up; wait for it so later supervisorctl calls work.
+    yield (
+        "i=0; until supervisorctl -c /etc/supervisor/supervisord.conf pid >/dev/null 2>&1; do "
+        'i=$((i+1)); [ "$i" -ge 20 ] && exit 1; sleep 0.5; done'
+    )
+
+
+@operation()
+def supervisor_program_running(program: str):
+    """Start a supervisor program that exists but is stopped, exited or fatal."""
+    state = (host.get_fact(SupervisorPrograms) or {}).get(program)
+    if state in UP_STATES:
+        host.noop(f"supervisor program {program} is {state}")
+        return
+    yield f"supervisorctl -c {SUPERVISOR_CONF} start {shlex.quote(program)}"
+
+
+@operation()
+def init_script_stopped(script: str):
+    """Stop a daemon its package's init script started on ``apt install`` (no systemd here)."""
+    if not host.get_fact(InitScriptRunning, script=script):
+        host.noop(f"/etc/init.d/{script} runs nothing")
+        return
+    yield f"/etc/init.d/{script} stop"

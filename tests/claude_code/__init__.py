@@ -1,0 +1,1 @@
+"""Helpers and tests that drive the real Claude Code CLI (pinned in /package.json)."""
