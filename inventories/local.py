@@ -1,4 +1,4 @@
-"""Static inventory for the local sandbox host: a vast.ai-shaped container reached by SSH on loopback.
+"""Static inventory for the local sandbox host: a vast.ai-shaped container, SSH on loopback.
 
 Start it first with `make sandbox-up` (or `python -m tests.sandbox up`), then, from the repo root:
     pyinfra -y inventories/local.py deploy.py
@@ -11,7 +11,9 @@ from pathlib import Path
 
 from pyinfra.api.exceptions import InventoryError
 
-_state = Path(os.environ.get("SANDBOX_STATE_DIR") or Path(__file__).resolve().parents[1] / ".sandbox")
+# Same default as tests/sandbox: `<repo>/.sandbox`, or SANDBOX_STATE_DIR.
+_repo = Path(__file__).resolve().parents[1]
+_state = Path(os.environ.get("SANDBOX_STATE_DIR") or _repo / ".sandbox")
 
 
 def _sandbox_port(state: Path) -> int:

@@ -1,17 +1,13 @@
 """One generation: plan the upstream call, relay Ollama's stream through the state machine.
 
 `plan` does every check that can fail before a response starts (model present, prompt fits),
-so those failures are HTTP errors. `relay` runs Ollama's stream in its own task and yields
-the machine's events, or None when a ping is due; closing the generator (a client disconnect)
-cancels that task, which closes the upstream connection so Ollama stops generating.
+so those failures are HTTP errors rather than SSE error events.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from proxy_app.aliases import resolve_model
 from proxy_app.anthropic import CountTokensRequest
@@ -21,8 +17,6 @@ from proxy_app.ollama import ModelCatalog, OllamaClient
 from proxy_app.streaming import AnthropicEventStream, Event
 from proxy_app.tokens import TokenEstimator
 from proxy_app.translate import Upstream, to_ollama_request, wants_thinking
-
-_END = object()
 
 
 @dataclass
@@ -76,37 +70,20 @@ async def relay(
     ollama: OllamaClient,
     plan: Plan,
     machine: AnthropicEventStream,
+    emit: Callable[[list[Event]], None],
     *,
-    ping_interval: float,
     num_ctx: int,
-) -> AsyncIterator[Event | None]:
-    """Yield the machine's events for Ollama's stream; None means "send a ping now"."""
-    queue: asyncio.Queue[Any] = asyncio.Queue()
+) -> None:
+    """Feed Ollama's stream through the machine, handing each step's events to `emit`.
 
-    async def pump() -> None:
-        try:
-            async for chunk in ollama.chat_stream(plan.upstream.payload):
-                queue.put_nowait(chunk)
-            queue.put_nowait(_END)
-        except Exception as exc:  # handed to the consumer, which raises it
-            queue.put_nowait(exc)
-
-    task = asyncio.create_task(pump())
+    Run it in its own task: cancelling the task (client gone) exits the upstream request's
+    context, which closes the connection so Ollama stops generating.
+    """
     try:
-        while not machine.done:
-            try:
-                item = await asyncio.wait_for(queue.get(), ping_interval)
-            except asyncio.TimeoutError:
-                yield None
-                continue
-            if isinstance(item, PromptTooLongError):
-                raise PromptTooLongError(plan.estimate, num_ctx) from item
-            if isinstance(item, Exception):
-                raise item
-            if item is _END:
-                raise UpstreamError("Ollama closed the stream before its final chunk.")
-            events = machine.finish(item) if item.get("done") else machine.feed(item)
-            for event in events:
-                yield event
-    finally:
-        task.cancel()
+        async for chunk in ollama.chat_stream(plan.upstream.payload):
+            emit(machine.finish(chunk) if chunk.get("done") else machine.feed(chunk))
+            if machine.done:
+                return
+    except PromptTooLongError as exc:
+        raise PromptTooLongError(plan.estimate, num_ctx) from exc
+    raise UpstreamError("Ollama closed the stream before its final chunk.")

@@ -98,7 +98,7 @@ def ca() -> tuple[Path, Path]:
 def server_cert(hostname: str) -> tuple[Path, Path]:
     """Return (redis.crt, redis.key) for ``hostname``; (re)issue when missing, expiring or stale."""
     ca_crt_path, ca_key_path = ca()
-    folder = secrets_dir() / hostname
+    folder = secrets_dir() / hostname.replace("/", "_")
     crt, key_path = folder / "redis.crt", folder / "redis.key"
     ca_cert = x509.load_pem_x509_certificate(ca_crt_path.read_bytes())
     if crt.exists() and key_path.exists() and _still_good(crt, ca_cert):

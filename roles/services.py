@@ -28,6 +28,11 @@ SUPERVISOR_CONF_DIR = "/etc/supervisor/conf.d"
 SUPERVISOR_LOG_DIR = "/var/log/supervisor"
 
 
+def jinja_options() -> dict[str, bool]:
+    """Jinja settings for every template here: block tags leave no blank lines behind."""
+    return {"trim_blocks": True, "lstrip_blocks": True}
+
+
 def uses_systemd() -> bool:
     """Whether systemd is PID 1's init here (not merely installed)."""
     return bool(host.get_fact(Directory, path="/run/systemd/system"))
@@ -94,6 +99,7 @@ def _systemd_program(
                 user="root",
                 group="root",
                 mode="644",
+                jinja_env_kwargs=jinja_options(),
                 unit=unit,
                 **data,
             )
@@ -131,6 +137,7 @@ def _supervisor_program(
         user="root",
         group="root",
         mode="644",
+        jinja_env_kwargs=jinja_options(),
         program=name,
         log_to_stdout=to_stdout,
         log_file=f"{SUPERVISOR_LOG_DIR}/{name}.log",

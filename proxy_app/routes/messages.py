@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -14,26 +16,51 @@ from proxy_app.deps import Services, ServicesDep
 from proxy_app.errors import ProxyError, RequestTooLargeError, UpstreamError, envelope
 from proxy_app.generation import Plan, plan, relay
 from proxy_app.sse import PING, format_event
-from proxy_app.streaming import AnthropicEventStream, Event, closing_events
+from proxy_app.streaming import AnthropicEventStream, Event, replay_events
 
 router = APIRouter()
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+Emit = Callable[[list[Event]], None]
+
+
+@dataclass
+class CachePolicy:
+    """What the response cache may do for this request, and the `x-cache` header it earns."""
+
+    key: str = ""
+    read: bool = False
+    write: bool = False
+
+    @property
+    def label(self) -> str:
+        return "MISS" if self.read else "BYPASS"
 
 
 @router.post("/v1/messages")
 async def create_message(request: Request, services: ServicesDep) -> Response:
-    authenticate(request, services.settings.api_keys)
+    api_key = authenticate(request, services.settings.api_keys)
     body = parse_body(await _read_body(request, services), MessagesRequest)
     planned = await _plan(body, services)
     machine = planned.machine()
     if body.max_tokens == 0:
-        return _answer(body.stream, _empty_answer(machine), machine, "BYPASS")
+        machine.stop_reason = "max_tokens"  # only warms the prompt: answer without generating
+        return _answer(body.stream, machine.message(), "BYPASS")
+    policy = _cache_policy(request, services, planned, api_key)
+    if policy.read:
+        hit = await services.cache.get(policy.key)
+        if hit is not None:
+            hit.update(id=machine.message_id, model=body.model)
+            return _answer(body.stream, hit, "HIT")
+    produce = _producer(services, planned, machine, policy)
+    headers = {"x-cache": policy.label}
     if body.stream:
-        stream = _sse(services, planned, machine, request.state.request_id)
-        return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
-    await _collect(services, planned, machine)
-    return JSONResponse(machine.message())
+        stream = _sse(machine, produce, services.settings.ping_interval, request.state.request_id)
+        return StreamingResponse(
+            stream, media_type="text/event-stream", headers={**SSE_HEADERS, **headers}
+        )
+    message = await produce(_discard)
+    return JSONResponse({**message, "id": machine.message_id, "model": body.model}, headers=headers)
 
 
 @router.post("/v1/messages/count_tokens")
@@ -69,23 +96,68 @@ async def _plan(body: CountTokensRequest, services: Services, *, check_fit: bool
         raise
 
 
-async def _events(
-    services: Services, planned: Plan, machine: AnthropicEventStream
-) -> AsyncIterator[Event | None]:
-    """The relay, with metrics and calibration recorded once the message completes."""
-    try:
-        async for event in relay(
-            services.ollama,
-            planned,
-            machine,
-            ping_interval=services.settings.ping_interval,
-            num_ctx=services.settings.num_ctx,
-        ):
-            yield event
-    except ProxyError as exc:
-        services.metrics.upstream_errors[exc.error_type] += 1
-        raise
+def _cache_policy(request: Request, services: Services, planned: Plan, api_key: str) -> CachePolicy:
+    cache = services.cache
+    material = planned.upstream.key_material()
+    if cache is None or not cache.cacheable_request(material):
+        if cache is not None:
+            cache.record_bypass()
+        return CachePolicy()
+    directives = request.headers.get("cache-control", "").lower()
+    policy = CachePolicy(
+        key=cache.key(api_key=api_key, model_digest=planned.digest, upstream=material),
+        read="no-cache" not in directives,
+        write="no-store" not in directives,
+    )
+    if not policy.read:
+        cache.record_bypass()
+    return policy
+
+
+def _producer(
+    services: Services, planned: Plan, machine: AnthropicEventStream, policy: CachePolicy
+) -> Callable[[Emit], Awaitable[dict[str, Any]]]:
+    """The generation, single-flighted through the cache when the request is cacheable.
+
+    A request that joins an identical one already in flight gets that one's message; the
+    streaming path then replays its blocks after its own message_start.
+    """
+
+    async def generate(emit: Emit) -> dict[str, Any]:
+        await _run(services, planned, machine, emit)
+        message = machine.message()
+        if policy.write:
+            await services.cache.put(policy.key, message)
+        return message
+
+    async def produce(emit: Emit) -> dict[str, Any]:
+        if not policy.read:
+            return await generate(emit)
+        generated = False
+
+        async def lead() -> dict[str, Any]:
+            nonlocal generated
+            generated = True
+            return await generate(emit)
+
+        message: dict[str, Any] = await services.cache.run_once(policy.key, lead)
+        if not generated:
+            emit(replay_events({**message, "id": machine.message_id}, machine.message_id)[1:])
+        return message
+
+    return produce
+
+
+async def _run(
+    services: Services, planned: Plan, machine: AnthropicEventStream, emit: Emit
+) -> None:
+    """Relay one generation; record metrics and calibrate the token estimate afterwards."""
     metrics = services.metrics
+    try:
+        await relay(services.ollama, planned, machine, emit, num_ctx=services.settings.num_ctx)
+    except ProxyError as exc:
+        metrics.upstream_errors[exc.error_type] += 1
+        raise
     metrics.tokens["input"] += machine.input_tokens
     metrics.tokens["output"] += machine.output_tokens
     metrics.recovered_tool_calls += machine.recovered_calls
@@ -93,36 +165,56 @@ async def _events(
         services.estimator.observe(planned.upstream.payload, machine.prompt_eval_count)
 
 
-async def _collect(services: Services, planned: Plan, machine: AnthropicEventStream) -> None:
-    async for _ in _events(services, planned, machine):
-        pass
-
-
 async def _sse(
-    services: Services, planned: Plan, machine: AnthropicEventStream, request_id: str
+    machine: AnthropicEventStream,
+    produce: Callable[[Emit], Awaitable[dict[str, Any]]],
+    ping_interval: float,
+    request_id: str,
 ) -> AsyncIterator[bytes]:
-    # message_start and a ping go out at once, before Ollama's prefill ends (wire contract §2.5).
+    """Frame events as they come; ping while Ollama is silent (prefill can take minutes).
+
+    message_start and a ping go out at once, before the prefill ends (wire contract §2.5).
+    The generation runs in its own task: when the client disconnects this generator is
+    closed, the `finally` cancels the task, and the upstream connection closes with it.
+    """
     yield b"".join(format_event(*event) for event in machine.start()) + PING
+    queue: asyncio.Queue[list[Event] | BaseException | None] = asyncio.Queue()
+
+    async def run() -> None:
+        try:
+            await produce(queue.put_nowait)
+            queue.put_nowait(None)
+        except Exception as exc:
+            queue.put_nowait(exc)
+
+    task = asyncio.create_task(run())
     try:
-        async for event in _events(services, planned, machine):
-            yield PING if event is None else format_event(*event)
-    except Exception as exc:
-        error = exc if isinstance(exc, ProxyError) else UpstreamError()
-        yield format_event("error", envelope(error, request_id))
+        while True:
+            try:
+                item = await asyncio.wait_for(queue.get(), ping_interval)
+            except asyncio.TimeoutError:
+                yield PING
+                continue
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                error = item if isinstance(item, ProxyError) else UpstreamError()
+                yield format_event("error", envelope(error, request_id))
+                return
+            if item:
+                yield b"".join(format_event(*event) for event in item)
+    finally:
+        task.cancel()
 
 
-def _empty_answer(machine: AnthropicEventStream) -> dict[str, Any]:
-    """`max_tokens: 0` only warms the prompt: answer at once with no content."""
-    machine.stop_reason = "max_tokens"
-    return machine.message()
+def _discard(events: list[Event]) -> None:
+    """A non-streaming answer needs only the final message, not the events."""
 
 
-def _answer(
-    stream: bool, message: dict[str, Any], machine: AnthropicEventStream, cache: str
-) -> Response:
+def _answer(stream: bool, message: dict[str, Any], cache: str) -> Response:
+    """A complete message, as JSON or as its replayed event stream."""
     headers = {"x-cache": cache}
     if not stream:
         return JSONResponse(message, headers=headers)
-    events = [*machine.start(), *closing_events(message)]
-    payload = b"".join(format_event(*event) for event in events)
+    payload = b"".join(format_event(*event) for event in replay_events(message, message["id"]))
     return Response(payload, media_type="text/event-stream", headers={**SSE_HEADERS, **headers})

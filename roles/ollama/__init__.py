@@ -97,7 +97,7 @@ def deploy_ollama(arch: str = "amd64") -> None:
         ROLE_DIR,
         restart_on=[unpack],
         binary=binary,
-        user=data.ollama_user,
+        run_as=data.ollama_user,
         home=data.ollama_home,
         groups=gpu_groups,
         env=env,

@@ -997,9 +997,9 @@ class _Handler(BaseHTTPRequestHandler):
                 extra["thinking"] = thinking
             if tool_calls:
                 extra["tool_calls"] = tool_calls
-            self._send_json(200, final(message(content, **extra), t_first))
             with d._lock:
                 d.completed_streams += 1
+            self._send_json(200, final(message(content, **extra), t_first))
             return
 
         # ---- streaming NDJSON
@@ -1041,9 +1041,9 @@ class _Handler(BaseHTTPRequestHandler):
                               "message": message(reply.hang_text), "done": False})
         self._sleep(reply.chunk_delay if lines else 0)
         self._write_line(final(message(""), t_first))
-        self._end_stream()
         with d._lock:
             d.completed_streams += 1
+        self._end_stream()
 
     def _truncate(self, messages: list[Any], tools: Any, num_ctx: int) -> int:
         """Ollama's silent front truncation: drop oldest non-system messages, keep the last."""

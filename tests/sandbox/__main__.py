@@ -13,7 +13,7 @@ import sys
 import time
 
 from .errors import SandboxError
-from .host import Sandbox
+from .host import Sandbox, stop_all
 from .rootfs import build_rootfs
 
 
@@ -24,7 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     build = commands.add_parser("build", help="build the cached rootfs if missing or stale")
     build.add_argument("--force", action="store_true", help="rebuild even if current")
     commands.add_parser("up", help="start the sandbox (idempotent), building the rootfs if needed")
-    commands.add_parser("down", help="stop it: no processes, no mounts left")
+    down = commands.add_parser("down", help="stop it: no processes, no mounts left")
+    down.add_argument("--all", action="store_true", help="stop every sandbox on this machine")
     commands.add_parser("destroy", help="down, then delete the container layer (rootfs stays)")
     commands.add_parser("status", help="print running/stopped (exit 0/3)")
     commands.add_parser("ssh-config", help="print the OpenSSH config block")
@@ -46,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
             took = time.monotonic() - started
             print(f"sandbox up in {took:.1f}s: {' '.join(sandbox.ssh_argv())}")
         elif args.command == "down":
+            if args.all:
+                print(f"stopped {len(stop_all())} sandbox(es)")
             sandbox.down()
             print("sandbox stopped")
         elif args.command == "destroy":

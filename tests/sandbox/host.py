@@ -202,9 +202,11 @@ class Sandbox:
         for namespace in namespaces:
             for pid in pids_in_namespace(namespace):
                 _kill(pid)
-        for pid in unshares:
-            _kill(pid)
-        _wait_gone([*unshares, *(p for n in namespaces for p in pids_in_namespace(n))])
+        # unshare reaps its child and exits; killing it first would orphan a zombie init.
+        if not _wait_gone(unshares, timeout=5):
+            for pid in unshares:
+                _kill(pid)
+        _wait_gone([*unshares, *(p for n in namespaces for p in pids_in_namespace(n))], strict=True)
         # The mounts lived in the namespace's private mount table; these catch manual leftovers.
         unmount_under(self.merged)
         unmount_under(self.rootfs)
@@ -309,6 +311,22 @@ class Sandbox:
         return proc.returncode == 0
 
 
+def stop_all() -> list[int]:
+    """Stop every sandbox on this machine, whatever its state dir; return the unshare pids.
+
+    For CI cleanup after a killed test run; `Sandbox.down()` stops only its own sandbox.
+    """
+    unshares = find_processes("unshare", str(INIT_SH))
+    for pid in unshares:
+        for child in children(pid):
+            _kill(child)
+    if not _wait_gone(unshares, timeout=5):
+        for pid in unshares:
+            _kill(pid)
+    _wait_gone(unshares, strict=True)
+    return unshares
+
+
 def _port_free(port: int) -> bool:
     with socket.socket() as probe:
         try:
@@ -325,9 +343,12 @@ def _kill(pid: int) -> None:
         pass
 
 
-def _wait_gone(pids: list[int], timeout: float = 10) -> None:
+def _wait_gone(pids: list[int], timeout: float = 10, *, strict: bool = False) -> bool:
     deadline = time.monotonic() + timeout
     while any(is_alive(p) for p in pids):
         if time.monotonic() > deadline:
-            raise SandboxError(f"Sandbox processes {[p for p in pids if is_alive(p)]} survive.")
+            if strict:
+                raise SandboxError(f"Sandbox processes {[p for p in pids if is_alive(p)]} survive.")
+            return False
         time.sleep(0.05)
+    return True

@@ -57,7 +57,7 @@ def host_mirrors() -> tuple[str, str]:
     main = os.environ.get("SANDBOX_MIRROR", "")
     security = ""
     for uri, suites in _apt_entries():
-        if not security and any(s.endswith("-security") for s in suites):
+        if not security and f"{SUITE}-security" in suites:
             security = uri
         elif not main and SUITE in suites:
             main = uri

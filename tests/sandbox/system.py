@@ -82,7 +82,7 @@ def pid_namespace(pid: int) -> str | None:
 
 def pids_in_namespace(namespace: str) -> list[int]:
     """Return every host pid living in the given PID namespace."""
-    return [pid for pid in _pids() if pid_namespace(pid) == namespace]
+    return [pid for pid in _pids() if pid_namespace(pid) == namespace and is_alive(pid)]
 
 
 def mounts_under(path: Path) -> list[str]:

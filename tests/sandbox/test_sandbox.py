@@ -106,7 +106,8 @@ def test_inventory_points_at_the_sandbox(sandbox: Sandbox) -> None:
     assert host["name"] == "sandbox" and "local" in host["groups"]
     assert host["data"]["ssh_port"] == sandbox.ssh_port
     assert host["data"]["ssh_key"] == str(sandbox.ssh_key_path)
-    assert "Linux sandbox" in _pyinfra(env, "-y", "exec", "--", "uname", "-a").stdout
+    proc = _pyinfra(env, "-y", "exec", "--", "uname", "-a")
+    assert "Linux sandbox" in proc.stdout + proc.stderr
 
 
 def test_inventory_refuses_a_stopped_sandbox(tmp_path: Path) -> None:

@@ -1,0 +1,80 @@
+# llm-selfhost: `make deploy` provisions hosts (the local sandbox by default), `make test` runs
+# every check. Both install what they need on a fresh Debian/Ubuntu control machine.
+
+PYTHON      ?= python3
+VENV        := .venv
+BIN         := $(VENV)/bin
+INVENTORY   ?= inventories/local.py
+APT_PACKAGES := redis-server debootstrap openssh-client openssl zstd systemd curl iproute2 procps
+
+.PHONY: help venv apt node deps test lint unit deploy sandbox-up sandbox-down sandbox-status \
+        check-hosts tunnel bench clean
+
+help:
+	@echo "make deploy        provision $(INVENTORY) (INVENTORY=inventories/vast.py for rented hosts)"
+	@echo "make test          install everything and run the whole suite"
+	@echo "make check-hosts   testinfra host checks against INVENTORY"
+	@echo "make tunnel        print the ssh tunnel and Claude Code environment (HOST=name)"
+	@echo "make sandbox-up / sandbox-down   start / stop the local sandbox host"
+	@echo "make bench         benchmarks (bench/results/)"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[deploy,test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+# Debian packages the tests and the sandbox need (skipped when all are present).
+apt:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing: $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi; \
+	service redis-server stop >/dev/null 2>&1 || true
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+node: node_modules/.installed
+
+deps: apt venv node
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: deps lint
+	$(BIN)/pytest
+
+unit: venv
+	$(BIN)/pytest tests/unit tests/integration tests/cache tests/ollama_double
+
+sandbox-up: deps
+	$(BIN)/python -m tests.sandbox up
+
+sandbox-down: venv
+	$(BIN)/python -m tests.sandbox down
+
+sandbox-status: venv
+	$(BIN)/python -m tests.sandbox status
+
+deploy: deps
+	$(BIN)/python -m tests.deploy_run --inventory $(INVENTORY)
+
+check-hosts: venv
+	$(BIN)/pytest tests/infra --inventory $(INVENTORY)
+
+tunnel: venv
+	$(BIN)/python -m tunnel --inventory $(INVENTORY) $(if $(HOST),--host $(HOST),)
+
+bench: deps
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) node_modules build dist *.egg-info

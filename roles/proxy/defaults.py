@@ -1,0 +1,22 @@
+"""Public interface of the proxy role: every key, its default, one comment each."""
+
+DEFAULTS = {
+    # Dedicated non-root user, its home, and where the venv and wheels live (root-owned).
+    "proxy_user": "proxy",
+    "proxy_home": "/var/lib/proxy_app",
+    "proxy_dir": "/opt/proxy_app",
+    # A wheel on the control machine to install instead; "" = build one from this repository.
+    "proxy_wheel": "",
+    # Listen address; loopback by default (reach it through `ssh -L 8000:localhost:8000`).
+    "proxy_bind": "127.0.0.1",
+    "proxy_port": 8000,
+    # Backend: Ollama's URL, the model Claude ids map to, its context window and keep-alive.
+    "proxy_ollama_url": "http://127.0.0.1:11434",
+    "proxy_default_model": "qwen2.5-coder:7b",
+    "proxy_num_ctx": 32768,
+    "proxy_keep_alive": "30m",
+    # More PROXY_* settings for the env file, e.g. {"PROXY_CACHE_TTL": "3600"}.
+    "proxy_extra_env": {},
+    # Seconds to wait for /health after a (re)start.
+    "proxy_wait_timeout": 60,
+}
