@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from pathlib import Path
 
@@ -43,6 +44,12 @@ def deploy_ollama(arch: str = "amd64") -> None:
             f"ollama_download_url points at {asset}, which does not match this {arch} host; "
             f"set ollama_download_url and ollama_sha256 for the linux-{arch} asset."
         )
+    sha256 = str(data.ollama_sha256).lower()
+    if not re.fullmatch(r"[0-9a-f]{64}", sha256):
+        raise DeployError(
+            f"ollama_sha256 must be 64 hex digits, not {sha256!r}; pyinfra's --data reads an "
+            "all-digit value as a number, so quote it: --data 'ollama_sha256=\"<hex>\"'."
+        )
     binary = f"{prefix}/bin/ollama"
     local_url = f"http://{_client_address(data.ollama_bind)}:{data.ollama_port}"
 
@@ -70,7 +77,7 @@ def deploy_ollama(arch: str = "amd64") -> None:
         name=f"Download Ollama {version} and check its SHA-256",
         src=url,
         dest=f"{ARCHIVE_DIR}/{asset}",
-        sha256=data.ollama_sha256,
+        sha256=sha256,
         what=f"Ollama {version} archive",
     )
     installed = host.get_fact(OllamaVersion, binary=binary)

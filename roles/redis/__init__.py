@@ -45,7 +45,7 @@ def deploy_redis() -> None:
     crt, key = secrets.server_cert(host.name)
     tls_dir = data.redis_tls_dir
     files.directory(
-        name="Create the Redis TLS folder", path=tls_dir, user="root", group="redis", mode="750"
+        name="Create the Redis TLS folder", path=tls_dir, user="root", group="redis", mode="2750"
     )
     material = [
         files.put(

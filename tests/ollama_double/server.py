@@ -32,6 +32,8 @@ from typing import Any, NamedTuple
 DEFAULT_VERSION = "0.12.11"
 DEFAULT_MODEL = "qwen2.5-coder:7b"
 DEFAULT_CONTEXT_LENGTH = 32768
+# Test-double-only endpoint: other processes (tests driving the sandbox) queue replies here.
+DOUBLE_SCRIPT_PATH = "/api/_double/script"
 ERR_QUEUE_FULL = "server busy, please try again.  maximum pending requests exceeded"
 ERR_CONTEXT = "the input length exceeds the context length"
 ERR_PULL_MANIFEST = "pull model manifest: file does not exist"
@@ -710,6 +712,7 @@ class _Handler(BaseHTTPRequestHandler):
             ("DELETE", "/api/delete"): self._delete,
             ("POST", "/api/generate"): self._generate,
             ("POST", "/api/chat"): self._chat,
+            ("POST", DOUBLE_SCRIPT_PATH): self._script,
         }
         handler = routes.get((self.command, path))
         try:
@@ -731,6 +734,21 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         finally:
             self._access_log()
+
+    # ---- test-double control (not part of Ollama's API)
+    def _script(self, body: dict[str, Any], raw_empty: bool = False) -> None:
+        """Queue replies from another process (the sandbox's stand-in `ollama serve`):
+        ``{"replies": [{...Reply fields...}, ...]}``; answers the number queued."""
+        fields = {f.name for f in dataclasses.fields(Reply)}
+        replies = body.get("replies")
+        if not isinstance(replies, list) or not all(isinstance(r, dict) for r in replies):
+            raise _HTTPError(400, "replies must be a list of objects")
+        unknown = {k for r in replies for k in r} - fields
+        if unknown:
+            raise _HTTPError(400, f"unknown Reply fields: {sorted(unknown)}")
+        self.double.script(*(Reply(**r) for r in replies))
+        payload = json.dumps({"queued": self.double.pending_replies}).encode()
+        self._send_bytes(200, payload, "application/json; charset=utf-8")
 
     # ---- simple endpoints
     def _root(self, head: bool) -> None:

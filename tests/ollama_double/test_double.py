@@ -502,3 +502,26 @@ def test_archive_reproducible_and_runnable(tmp_path: Path) -> None:
         out = subprocess.run([str(binary), "-v"], env=env, capture_output=True, text=True,
                              timeout=30, cwd=tmp_path)
         assert out.stdout == "ollama version is 0.12.11\n"
+
+
+def test_script_endpoint_queues_replies_from_another_process() -> None:
+    import urllib.error
+    import urllib.request
+
+    with OllamaDouble() as od:
+        body = json.dumps({"replies": [{"content": "scripted remotely"}, {"content": "second"}]})
+        request = urllib.request.Request(
+            od.url + "/api/_double/script", data=body.encode(), method="POST"
+        )
+        with urllib.request.urlopen(request) as response:
+            assert json.load(response) == {"queued": 2}
+        chat = json.dumps({"model": "qwen2.5-coder:7b", "stream": False,
+                           "messages": [{"role": "user", "content": "x"}]}).encode()
+        with urllib.request.urlopen(urllib.request.Request(od.url + "/api/chat", data=chat)) as r:
+            assert json.load(r)["message"]["content"] == "scripted remotely"
+        bad = urllib.request.Request(
+            od.url + "/api/_double/script", data=b'{"replies": [{"nope": 1}]}', method="POST"
+        )
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(bad)
+        assert caught.value.code == 400
