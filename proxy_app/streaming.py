@@ -92,7 +92,7 @@ class AnthropicEventStream:
         return self.stop_reason is not None
 
     def start(self) -> list[Event]:
-        skeleton = {**self.message(), "stop_reason": None, "usage": self._usage(1)}
+        skeleton = {**self.message(), "content": [], "stop_reason": None, "usage": self._usage(1)}
         return [("message_start", {"type": "message_start", "message": skeleton})]
 
     def feed(self, chunk: dict[str, Any]) -> list[Event]:
