@@ -17,7 +17,8 @@ def main() -> int:
         for error in exc.errors():
             where = ".".join(str(p) for p in error["loc"])
             name = f"PROXY_{where.upper()}" if where else "configuration"
-            sys.stderr.write(f"proxy_app: {name}: {error['msg']}\n")
+            message = error["msg"].removeprefix("Value error, ")
+            sys.stderr.write(f"proxy_app: {name}: {message}\n")
         return 2
     uvicorn.run(
         "proxy_app.main:create_app",

@@ -74,7 +74,13 @@ def test_stream_yields_text_and_final_message(proxy: LiveProxy, double: OllamaDo
 def test_sampling_parameters_are_mapped(proxy: LiveProxy, double: OllamaDouble) -> None:
     ask(proxy, extra_body={"temperature": 0.2, "top_p": 0.9, "top_k": 20}, max_tokens=99)
     options = last_chat(double)["options"]
-    assert options == {"num_ctx": 32768, "num_predict": 99, "temperature": 0.2, "top_p": 0.9, "top_k": 20}
+    assert options == {
+        "num_ctx": 32768,
+        "num_predict": 99,
+        "temperature": 0.2,
+        "top_p": 0.9,
+        "top_k": 20,
+    }
 
 
 def test_structured_tool_call_round_trip(proxy: LiveProxy, double: OllamaDouble) -> None:
@@ -243,8 +249,12 @@ def test_models_listing_in_anthropic_shape(make_proxy: Any) -> None:
 
 def test_message_start_and_ping_precede_prefill(proxy: LiveProxy, double: OllamaDouble) -> None:
     double.script(Reply("late", first_chunk_delay=1.5))
-    body = {"model": "claude-sonnet-5", "max_tokens": 10, "stream": True, "messages": [
-        {"role": "user", "content": "hi"}]}
+    body = {
+        "model": "claude-sonnet-5",
+        "max_tokens": 10,
+        "stream": True,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
     started = time.monotonic()
     with httpx.stream(
         "POST", f"{proxy.url}/v1/messages", json=body, headers={"x-api-key": API_KEY}
@@ -261,8 +271,12 @@ def test_message_start_and_ping_precede_prefill(proxy: LiveProxy, double: Ollama
 
 def test_client_disconnect_cancels_upstream(proxy: LiveProxy, double: OllamaDouble) -> None:
     double.script(Reply("start", hang=True))
-    body = {"model": "claude-sonnet-5", "max_tokens": 10, "stream": True, "messages": [
-        {"role": "user", "content": "hi"}]}
+    body = {
+        "model": "claude-sonnet-5",
+        "max_tokens": 10,
+        "stream": True,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
     with httpx.stream(
         "POST", f"{proxy.url}/v1/messages", json=body, headers={"x-api-key": API_KEY}
     ) as response:
@@ -324,8 +338,18 @@ def test_beta_query_and_unknown_fields_accepted(proxy: LiveProxy, double: Ollama
     body = {
         "model": "claude-sonnet-5",
         "max_tokens": 10,
-        "messages": [{"role": "user", "content": [{"type": "text", "text": "hi",
-                                                    "cache_control": {"type": "ephemeral", "ttl": "1h", "scope": "x"}}]}],
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "text",
+                        "text": "hi",
+                        "cache_control": {"type": "ephemeral", "ttl": "1h", "scope": "x"},
+                    }
+                ],
+            }
+        ],
         "metadata": {"user_id": "u"},
         "context_management": {"edits": [{"type": "clear_thinking_20251015"}]},
         "output_config": {"effort": "high"},

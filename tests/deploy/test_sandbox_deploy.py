@@ -1,0 +1,135 @@
+"""The real deploy against the sandbox host (a vast-shaped container without systemd).
+
+One fresh sandbox (own state dir, container layer and port) per module; Ollama is the API
+double's release archive served from this machine (tests/deploy/release.py), nothing else is
+faked. Runs: first deploy -> second deploy changes nothing -> a wrong checksum stops the host.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.deploy.release import served_release
+from tests.sandbox import Sandbox, build_rootfs, default_rootfs
+
+pytestmark = pytest.mark.sandbox
+REPO = Path(__file__).resolve().parents[2]
+PYINFRA = Path(sys.executable).with_name("pyinfra")
+RERUN_BUDGET_S = 15
+
+
+class Deploy:
+    """Runs `pyinfra -y --json inventories/local.py deploy.py` against one sandbox."""
+
+    def __init__(self, sandbox: Sandbox, secrets_dir: Path) -> None:
+        self.sandbox = sandbox
+        self.env = {
+            **os.environ,
+            "SANDBOX_STATE_DIR": str(sandbox.state_dir),
+            "SELFHOST_SECRETS_DIR": str(secrets_dir),
+        }
+
+    def run(self, *args: str) -> tuple[subprocess.CompletedProcess[str], float]:
+        started = time.monotonic()
+        result = subprocess.run(
+            [str(PYINFRA), "-y", "--json", *args, "inventories/local.py", "deploy.py"],
+            cwd=REPO,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+        return result, time.monotonic() - started
+
+
+@pytest.fixture(scope="module")
+def deploy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deploy]:
+    if os.geteuid() != 0:
+        pytest.skip("the sandbox needs root (debootstrap, namespaces, mounts)")
+    if shutil.which("debootstrap") is None or shutil.which("zstd") is None:
+        pytest.skip("debootstrap and zstd are needed: apt-get install debootstrap zstd")
+    build_rootfs()
+    state = tmp_path_factory.mktemp("sandbox-state")
+    box = Sandbox(
+        state, rootfs=default_rootfs(), data_dir=tmp_path_factory.mktemp("layer"), ssh_port=0
+    )
+    try:
+        with served_release(tmp_path_factory.mktemp("release"), state_dir=state):
+            box.up()
+            yield Deploy(box, tmp_path_factory.mktemp("secrets"))
+    finally:
+        box.destroy()
+
+
+def _summary(result: subprocess.CompletedProcess[str]) -> dict:
+    assert result.stdout.strip(), result.stderr[-3000:]
+    return json.loads(result.stdout)["results"]
+
+
+@pytest.fixture(scope="module")
+def first_run(deploy: Deploy) -> tuple[subprocess.CompletedProcess[str], float]:
+    return deploy.run()
+
+
+@pytest.fixture(scope="module")
+def second_run(
+    deploy: Deploy, first_run: tuple[subprocess.CompletedProcess[str], float]
+) -> tuple[subprocess.CompletedProcess[str], float]:
+    assert first_run[0].returncode == 0, "the first run failed"
+    return deploy.run()
+
+
+def test_first_run_succeeds_for_every_role(first_run) -> None:
+    result, seconds = first_run
+    assert result.returncode == 0, result.stderr[-4000:]
+    results = _summary(result)
+    assert results["totals"]["error"] == 0
+    for role in ("Deploy Ollama", "Deploy Redis", "Deploy proxy"):
+        ops = [op for op in results["operations"] if op["name"].startswith(role)]
+        assert ops and not any(op["error"] for op in ops), role
+    print(f"first run: {seconds:.1f}s")
+
+
+def test_programs_run_under_supervisor(deploy: Deploy, first_run) -> None:
+    status = deploy.sandbox.run("supervisorctl status").stdout
+    for program in ("ollama", "redis", "proxy"):
+        assert f"{program} " in status and "RUNNING" in status.split(program, 1)[1].splitlines()[0]
+
+
+def test_services_listen_on_loopback_only(deploy: Deploy, first_run) -> None:
+    listening = deploy.sandbox.run("ss -ltnH").stdout
+    for port in (11434, 6379, 8000):
+        assert f"127.0.0.1:{port} " in listening
+        assert f"0.0.0.0:{port} " not in listening and f"*:{port} " not in listening
+
+
+def test_proxy_reports_healthy(deploy: Deploy, first_run) -> None:
+    health = json.loads(deploy.sandbox.run("curl -fsS http://127.0.0.1:8000/health").stdout)
+    assert health["status"] in ("ok", "healthy"), health
+
+
+def test_second_run_changes_nothing_quickly(second_run) -> None:
+    result, seconds = second_run
+    assert result.returncode == 0, result.stderr[-4000:]
+    totals = _summary(result)["totals"]
+    changed = [op["name"] for op in _summary(result)["operations"] if op["success"]]
+    assert totals["success"] == 0 and totals["error"] == 0, changed
+    assert seconds <= RERUN_BUDGET_S, f"re-run took {seconds:.1f}s"
+
+
+def test_wrong_checksum_stops_the_host_naming_both_digests(deploy: Deploy, second_run) -> None:
+    wrong = "0" * 64
+    result, _ = deploy.run("--data", f'ollama_sha256="{wrong}"')
+    assert result.returncode == 1
+    assert f"but {wrong} was expected" in result.stderr
+    assert "has SHA-256 " in result.stderr and "refusing to install it" in result.stderr
