@@ -71,7 +71,7 @@ check-hosts: venv
 	$(BIN)/pytest tests/infra --inventory $(INVENTORY)
 
 tunnel: venv
-	$(BIN)/python -m tunnel --inventory $(INVENTORY) $(if $(HOST),--host $(HOST),)
+	$(BIN)/python -m inventories.tunnel --inventory $(INVENTORY) $(if $(HOST),--host $(HOST),)
 
 bench: deps
 	$(BIN)/python -m bench

@@ -144,7 +144,7 @@ class StartError(RuntimeError):
     pass
 
 
-def _spawn(name: str, argv: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+def _spawn(argv: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "wb")  # noqa: SIM115 - owned by the child
     try:
@@ -185,7 +185,7 @@ def start_double(workdir: Path, reply: str) -> Proc:
     argv = [sys.executable, "-m", "bench.double_runner", "--port", str(port), "--reply", reply]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     log = workdir / "double.log"
-    proc = Proc("double", _spawn("double", argv, env, log), f"http://{HOST}:{port}", log)
+    proc = Proc("double", _spawn(argv, env, log), f"http://{HOST}:{port}", log)
     wait_http(proc, "/api/version", 20)
     return proc
 
@@ -220,7 +220,7 @@ def start_proxy(
         argv += ["-m", "cProfile", "-o", str(profile_to)]
     argv += ["-m", "proxy_app"]
     log = workdir / f"{name}.log"
-    proc = Proc(name, _spawn(name, argv, env, log), f"http://{HOST}:{port}", log)
+    proc = Proc(name, _spawn(argv, env, log), f"http://{HOST}:{port}", log)
     wait_http(proc, "/health", 30)
     return proc
 
@@ -289,6 +289,6 @@ def start_litellm(workdir: Path, ollama_url: str, model_name: str, api_key: str)
     argv = [str(LITELLM_VENV / "bin" / "litellm"), "--config", str(config), "--host", HOST,
             "--port", str(port), "--num_workers", "1"]
     log = workdir / "litellm.log"
-    proc = Proc("litellm", _spawn("litellm", argv, env, log), f"http://{HOST}:{port}", log)
+    proc = Proc("litellm", _spawn(argv, env, log), f"http://{HOST}:{port}", log)
     wait_http(proc, "/health/liveliness", 120)
     return proc

@@ -29,7 +29,9 @@ __all__ = [
 # supervisord is started daemonized in the sandbox (its stdout is /dev/null): log to files.
 supervisor_log_to_stdout = False
 
-__state = Path(os.environ.get("SANDBOX_STATE_DIR") or Path(__file__).resolve().parents[1] / ".sandbox")
+__state = Path(
+    os.environ.get("SANDBOX_STATE_DIR") or Path(__file__).resolve().parents[1] / ".sandbox"
+)
 __release_file = __state / "ollama_release.json"
 __release = {}
 if inventory.get_group("local", default=None):
@@ -40,9 +42,9 @@ if inventory.get_group("local", default=None):
         ollama_sha256 = str(__release["sha256"])
     except (OSError, ValueError, KeyError):
         raise InventoryError(
-            f"{__release_file} is missing or incomplete; the sandbox deploy needs the Ollama "
-            "double's archive served locally: run `make sandbox-deploy` (or the sandbox deploy "
-            "tests), which build it, serve it and write that file."
+            f"{__release_file} is missing or incomplete, so the sandbox has no Ollama to download; "
+            "run the deploy through `python -m tests.deploy.release -- pyinfra -y "
+            "inventories/local.py deploy.py`, which builds the archive, serves it and writes it."
         ) from None
 else:
     __all__ = ["supervisor_log_to_stdout"]

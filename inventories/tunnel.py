@@ -141,9 +141,11 @@ def claude_env(data: Mapping[str, Any], local_port: int, token: str) -> dict[str
         "ANTHROPIC_DEFAULT_OPUS_MODEL": model,
         "ANTHROPIC_DEFAULT_SONNET_MODEL": model,
         "ANTHROPIC_DEFAULT_HAIKU_MODEL": model,
-        # Claude Code assumes a 1M-token window for model ids it does not know.
+        # The deployed window. CLAUDE_CODE_MAX_CONTEXT_TOKENS is left out on purpose: set to a
+        # 32k window, Claude Code 2.1.328 compacts proactively after every tool result (two
+        # extra full-prompt generations). Without it, proxy_app's "prompt is too long" 400
+        # makes Claude Code compact exactly when the context is full.
         "CLAUDE_CODE_AUTO_COMPACT_WINDOW": window,
-        "CLAUDE_CODE_MAX_CONTEXT_TOKENS": window,
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
         "CLAUDE_CODE_ATTRIBUTION_HEADER": "false",
     }

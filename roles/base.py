@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pyinfra import host
+from pyinfra import host, state
 from pyinfra.api import DeployError
 from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.server import Arch, OsRelease
@@ -14,7 +14,15 @@ BASE_PACKAGES = ["ca-certificates", "curl", "iproute2", "python3"]
 
 
 def check_platform() -> str:
-    """Refuse anything but Ubuntu 22.04/24.04 and Debian 12; return the Go-style arch name."""
+    """Refuse anything but Ubuntu 22.04/24.04 and Debian 12; return the Go-style arch name.
+
+    Also refuses ``--diff``: pyinfra would print the uploaded key, password and API key.
+    """
+    if state.config.DIFF:
+        raise DeployError(
+            "--diff would print the Redis key, its password and the proxy API key; "
+            "run without --diff (use --dry to see which operations would change)."
+        )
     release = host.get_fact(OsRelease) or {}
     distro, version = release.get("id", "?"), release.get("version_id", "?")
     if version not in SUPPORTED.get(distro, ()):
@@ -24,7 +32,9 @@ def check_platform() -> str:
         )
     machine = host.get_fact(Arch)
     if machine not in ARCHES:
-        raise DeployError(f"{host.name} is a {machine} machine; only amd64 and arm64 are supported.")
+        raise DeployError(
+            f"{host.name} is a {machine} machine; only amd64 and arm64 are supported."
+        )
     return ARCHES[machine]
 
 

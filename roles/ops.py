@@ -1,4 +1,4 @@
-"""Custom operations the roles share.
+"""Custom operations of the roles.
 
 Each body runs once at prepare time (to show the plan) and again at execute time, reading
 facts afresh, so it acts on the host's live state and says so with ``host.noop`` when there
@@ -13,7 +13,14 @@ from pyinfra import host
 from pyinfra.api import operation
 from pyinfra.facts.files import Sha256File
 
-from roles.facts import SUPERVISOR_CONF, HttpAnswers, InitScriptRunning, SupervisorPrograms
+from roles.facts import (
+    SUPERVISOR_CONF,
+    HttpAnswers,
+    InitScriptRunning,
+    OllamaModels,
+    SupervisorPrograms,
+    model_ref,
+)
 
 UP_STATES = ("RUNNING", "STARTING", "BACKOFF")
 
@@ -101,3 +108,19 @@ def init_script_stopped(script: str):
         host.noop(f"/etc/init.d/{script} runs nothing")
         return
     yield f"/etc/init.d/{script} stop"
+
+
+@operation()
+def model_pulled(model: str, url: str, binary: str, ollama_host: str):
+    """
+    Pull ``model`` through the running server unless ``/api/tags`` lists it already.
+
+    + model: a model reference such as ``qwen2.5-coder:7b``
+    + url: the server's base URL, for the check
+    + binary: the ``ollama`` CLI (its progress lines show with ``pyinfra -v``)
+    + ollama_host: ``OLLAMA_HOST`` for the CLI
+    """
+    if model_ref(model) in host.get_fact(OllamaModels, url=url):
+        host.noop(f"model {model} is already present")
+        return
+    yield f"OLLAMA_HOST={shlex.quote(ollama_host)} {binary} pull {shlex.quote(model)}"

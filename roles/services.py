@@ -146,7 +146,10 @@ def _supervisor_program(
     # `update` starts a new program and restarts one whose section changed.
     update = server.shell(
         name=f"Load the changed supervisor program {name}",
-        commands=[f"supervisorctl -c {SUPERVISOR_CONF} reread", f"supervisorctl -c {SUPERVISOR_CONF} update"],
+        commands=[
+            f"supervisorctl -c {SUPERVISOR_CONF} reread",
+            f"supervisorctl -c {SUPERVISOR_CONF} update",
+        ],
         _if=conf.did_change,
     )
     restart = server.shell(
@@ -154,5 +157,7 @@ def _supervisor_program(
         commands=[f"supervisorctl -c {SUPERVISOR_CONF} restart {name}"],
         _if=lambda: _changed(restart_on)() and not conf.did_change(),
     )
-    running = ops.supervisor_program_running(name=f"Start {name} if it is not running", program=name)
+    running = ops.supervisor_program_running(
+        name=f"Start {name} if it is not running", program=name
+    )
     return _changed([update, restart, running])

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 
 from pyinfra import host
-from pyinfra.api import DeployError, deploy, operation
-from pyinfra.facts.files import FileContents
+from pyinfra.api import DeployError, deploy
+from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import files, pip, server
 
 from roles import ops, secrets, services
 from roles.base import install_packages
 from roles.proxy.defaults import DEFAULTS
-from roles.proxy.wheel import build_wheel, file_sha256
+from roles.proxy.wheel import build_wheel, file_sha256, wheel_installed
 from roles.redis import client_settings
 
 __all__ = ["deploy_proxy"]
@@ -36,12 +35,7 @@ def deploy_proxy() -> None:
         deploy_proxy()
     """
     data = host.data
-    user, home, base = data.proxy_user, data.proxy_home, data.proxy_dir
-    venv = f"{base}/venv"
-    wheel = Path(data.proxy_wheel) if data.proxy_wheel else build_wheel()
-    if not wheel.is_file():
-        raise DeployError(f"proxy_wheel {wheel} does not exist on this machine.")
-
+    user, home, venv = data.proxy_user, data.proxy_home, f"{data.proxy_dir}/venv"
     install_packages(["python3-venv"], "proxy")
     server.user(
         name="Create the proxy user",
@@ -52,28 +46,55 @@ def deploy_proxy() -> None:
         ensure_home=True,
     )
     files.directory(name=f"Create {ENV_DIR}", path=ENV_DIR, user="root", group=user, mode="750")
+    restart_on = [*_install_app(venv), *_configure(user)]
+    services.ensure_program(
+        "proxy",
+        ROLE_DIR,
+        restart_on=restart_on,
+        python=f"{venv}/bin/python",
+        env_file=ENV_FILE,
+        run_as=user,
+        home=home,
+    )
+    address = "127.0.0.1" if data.proxy_bind in ("0.0.0.0", "::", "") else data.proxy_bind
+    ops.wait_for_url(
+        name="Wait for proxy_app's /health",
+        url=f"http://{address}:{data.proxy_port}/health",
+        timeout=data.proxy_wait_timeout,
+        what="proxy_app",
+    )
+
+
+def _install_app(venv: str) -> list[OperationMeta]:
+    """Create the venv, upload the wheel (built here unless proxy_wheel names one), install it."""
+    wheel = Path(host.data.proxy_wheel) if host.data.proxy_wheel else build_wheel()
+    if not wheel.is_file():
+        raise DeployError(f"proxy_wheel {wheel} does not exist on this machine.")
+    remote = f"{host.data.proxy_dir}/dist/{wheel.name}"
     pip.venv(name="Create the proxy venv", path=venv, python="python3")
     upload = files.put(
         name=f"Upload {wheel.name}",
         src=str(wheel),
-        dest=f"{base}/dist/{wheel.name}",
+        dest=remote,
         user="root",
         group="root",
         mode="644",
     )
     install = wheel_installed(
-        name="Install proxy_app into the venv",
-        venv=venv,
-        wheel=f"{base}/dist/{wheel.name}",
-        sha256=file_sha256(wheel),
+        name="Install proxy_app into the venv", venv=venv, wheel=remote, sha256=file_sha256(wheel)
     )
+    return [upload, install]
 
+
+def _configure(user: str) -> list[OperationMeta]:
+    """Upload the Redis CA and render the env file (API key, Ollama, Redis settings)."""
+    data = host.data
     redis_url, ca_file = client_settings()
-    restart_on = [upload, install]
+    changes = []
     if ca_file:
         if not Path(ca_file).is_file():
             raise DeployError(f"redis_external_ca_file {ca_file} does not exist on this machine.")
-        restart_on.append(
+        changes.append(
             files.put(
                 name="Upload the Redis CA certificate",
                 src=ca_file,
@@ -98,7 +119,7 @@ def deploy_proxy() -> None:
     bad = [key for key, value in env.items() if "'" in str(value) or "\n" in str(value)]
     if bad:
         raise DeployError(f"Proxy settings {', '.join(bad)} contain a quote or newline; remove it.")
-    restart_on.append(
+    changes.append(
         files.template(
             name=f"Render {ENV_FILE}",
             src=str(ROLE_DIR / "templates" / "proxy.env.j2"),
@@ -110,39 +131,4 @@ def deploy_proxy() -> None:
             env=env,
         )
     )
-    services.ensure_program(
-        "proxy",
-        ROLE_DIR,
-        restart_on=restart_on,
-        python=f"{venv}/bin/python",
-        env_file=ENV_FILE,
-        run_as=user,
-        home=home,
-    )
-    address = "127.0.0.1" if data.proxy_bind in ("0.0.0.0", "::", "") else data.proxy_bind
-    ops.wait_for_url(
-        name="Wait for proxy_app's /health",
-        url=f"http://{address}:{data.proxy_port}/health",
-        timeout=data.proxy_wait_timeout,
-        what="proxy_app",
-    )
-
-
-@operation()
-def wheel_installed(venv: str, wheel: str, sha256: str):
-    """
-    Install ``wheel`` (and its dependencies from the index) unless this exact wheel is in.
-
-    + venv: the virtualenv's path
-    + wheel: the uploaded wheel on the host
-    + sha256: the wheel's digest, recorded in ``<venv>/.proxy_app-wheel`` after a good install
-    """
-    marker = f"{venv}/.proxy_app-wheel"
-    if (host.get_fact(FileContents, path=marker) or [""])[0].strip() == sha256:
-        host.noop(f"proxy_app wheel {sha256[:12]}… is installed")
-        return
-    pip_ = f"{venv}/bin/pip install --disable-pip-version-check --no-input --quiet"
-    yield f"{pip_} {shlex.quote(wheel)}"
-    # Same version, new bytes: pip calls it "already satisfied", so force the package itself.
-    yield f"{pip_} --no-deps --force-reinstall {shlex.quote(wheel)}"
-    yield f"echo {sha256} > {marker}"
+    return changes

@@ -1,4 +1,4 @@
-"""Build proxy_app's wheel on the control machine, once per content change.
+"""proxy_app's wheel: built on the control machine once per content change, installed once.
 
 The wheel is cached under ``build/wheels/<digest>/`` (git-ignored), keyed by the files that
 go into it, so an unchanged tree re-uses byte-identical wheel bytes and the upload (and the
@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from pyinfra.api import DeployError
+from pyinfra import host
+from pyinfra.api import DeployError, operation
+from pyinfra.facts.files import FileContents
 
 REPO = Path(__file__).resolve().parents[2]
 METADATA = ("pyproject.toml", "README.md", "setup.cfg", "setup.py", "MANIFEST.in")
@@ -62,3 +65,23 @@ def build_wheel(repo: Path = REPO) -> Path:
 def file_sha256(path: Path) -> str:
     """Hex SHA-256 of a local file."""
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@operation()
+def wheel_installed(venv: str, wheel: str, sha256: str):
+    """
+    Install ``wheel`` (and its dependencies from the index) unless this exact wheel is in.
+
+    + venv: the virtualenv's path
+    + wheel: the uploaded wheel on the host
+    + sha256: the wheel's digest, recorded in ``<venv>/.proxy_app-wheel`` after a good install
+    """
+    marker = f"{venv}/.proxy_app-wheel"
+    if (host.get_fact(FileContents, path=marker) or [""])[0].strip() == sha256:
+        host.noop(f"proxy_app wheel {sha256[:12]}… is installed")
+        return
+    pip_ = f"{venv}/bin/pip install --disable-pip-version-check --no-input --quiet"
+    yield f"{pip_} {shlex.quote(wheel)}"
+    # Same version, new bytes: pip calls it "already satisfied", so force the package itself.
+    yield f"{pip_} --no-deps --force-reinstall {shlex.quote(wheel)}"
+    yield f"echo {sha256} > {marker}"

@@ -44,6 +44,10 @@ def deploy_redis() -> None:
     ca_crt, _ = secrets.ca()
     crt, key = secrets.server_cert(host.name)
     tls_dir = data.redis_tls_dir
+    # Debian's unit expects this pidfile (its RuntimeDirectory); under supervisor we make it.
+    files.directory(
+        name="Create /run/redis", path="/run/redis", user="redis", group="redis", mode="2755"
+    )
     files.directory(
         name="Create the Redis TLS folder", path=tls_dir, user="root", group="redis", mode="2750"
     )
@@ -56,7 +60,11 @@ def deploy_redis() -> None:
             group="redis",
             mode=mode,
         )
-        for src, dest, mode in ((ca_crt, "ca.crt", "644"), (crt, "redis.crt", "644"), (key, "redis.key", "640"))
+        for src, dest, mode in (
+            (ca_crt, "ca.crt", "644"),
+            (crt, "redis.crt", "644"),
+            (key, "redis.key", "640"),
+        )
     ]
     conf = files.template(
         name="Render redis.conf",
@@ -94,7 +102,9 @@ def client_settings() -> tuple[str, str]:
     external = host.data.get("redis_external_url", "")
     if external:
         if not str(external).startswith(("redis://", "rediss://")):
-            raise DeployError(f"redis_external_url must start with rediss:// (or redis://), not {external[:8]!r}.")
+            raise DeployError(
+                f"redis_external_url must start with rediss:// (or redis://), not {external[:8]!r}."
+            )
         return str(external), str(host.data.get("redis_external_ca_file", ""))
     port = host.data.get("redis_tls_port", DEFAULTS["redis_tls_port"])
     password = secrets.token("redis_password")

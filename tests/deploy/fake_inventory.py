@@ -18,7 +18,10 @@ _SYSTEMD_DIR = {
 }
 
 fake = [
-    ("@fake/containerhost", {"fake_responses": dict(_DEBIAN), "fake_delay": 0, "fake_delay_jitter": 0}),
+    (
+        "@fake/containerhost",
+        {"fake_responses": dict(_DEBIAN), "fake_delay": 0, "fake_delay_jitter": 0},
+    ),
     (
         "@fake/systemdhost",
         {"fake_responses": {**_DEBIAN, **_SYSTEMD_DIR}, "fake_delay": 0, "fake_delay_jitter": 0},

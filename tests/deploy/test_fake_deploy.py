@@ -40,8 +40,17 @@ def run_fake(workdir: Path, *args: str, cwd: Path = REPO) -> subprocess.Complete
     }
     wheel = workdir / "llm_selfhost_proxy-0.1.0-py3-none-any.whl"
     return subprocess.run(
-        [str(PYINFRA), "-y", "-vv", "--json", "--data", f"proxy_wheel={wheel}", *args,
-         str(INVENTORY), str(REPO / "deploy.py")],
+        [
+            str(PYINFRA),
+            "-y",
+            "-vv",
+            "--json",
+            "--data",
+            f"proxy_wheel={wheel}",
+            *args,
+            str(INVENTORY),
+            str(REPO / "deploy.py"),
+        ],
         cwd=cwd,
         env=env,
         capture_output=True,
@@ -104,3 +113,27 @@ def test_unsupported_system_is_refused_with_a_sentence(workdir: Path) -> None:
     )
     assert run.returncode != 0
     assert "supports only Ubuntu 22.04, Ubuntu 24.04 and Debian 12" in run.stderr
+
+
+def test_diff_is_refused_because_it_would_print_secrets(workdir: Path) -> None:
+    run = run_fake(workdir, "--diff", "--limit", "@fake/containerhost")
+    assert run.returncode != 0
+    assert "--diff would print the Redis key" in run.stderr
+
+
+def test_external_redis_skips_the_redis_role(workdir: Path) -> None:
+    ca = workdir / "external-ca.crt"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    run = run_fake(
+        workdir,
+        "--limit",
+        "@fake/containerhost",
+        "--data",
+        "redis_external_url=rediss://:pw@cache.example:6380/0",
+        "--data",
+        f"redis_external_ca_file={ca}",
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    names = [op["name"] for op in json.loads(run.stdout)["results"]["operations"]]
+    assert not [name for name in names if name.startswith("Deploy Redis")]
+    assert "Deploy proxy | Upload the Redis CA certificate" in names

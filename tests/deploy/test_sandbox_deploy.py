@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -25,6 +26,9 @@ pytestmark = pytest.mark.sandbox
 REPO = Path(__file__).resolve().parents[2]
 PYINFRA = Path(sys.executable).with_name("pyinfra")
 RERUN_BUDGET_S = 15
+# The sandbox shares this machine's network: another deployed sandbox (or anything else on
+# these ports) would answer the deploy's checks instead of this one's services.
+SERVICE_PORTS = (11434, 6379, 8000)
 
 
 class Deploy:
@@ -58,6 +62,9 @@ def deploy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deploy]:
         pytest.skip("the sandbox needs root (debootstrap, namespaces, mounts)")
     if shutil.which("debootstrap") is None or shutil.which("zstd") is None:
         pytest.skip("debootstrap and zstd are needed: apt-get install debootstrap zstd")
+    busy = [port for port in SERVICE_PORTS if _listening(port)]
+    if busy:
+        pytest.fail(f"127.0.0.1 ports {busy} are taken; stop the other sandbox (or service) first")
     build_rootfs()
     state = tmp_path_factory.mktemp("sandbox-state")
     box = Sandbox(
@@ -69,6 +76,12 @@ def deploy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deploy]:
             yield Deploy(box, tmp_path_factory.mktemp("secrets"))
     finally:
         box.destroy()
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _summary(result: subprocess.CompletedProcess[str]) -> dict:

@@ -4,7 +4,7 @@ Used by tests/infra when no ``--inventory``/``--hosts`` is given (the full suite
 sandbox (``tests.sandbox``, default state dir) unless it already runs, serves the Ollama double's
 release archive (``tests.deploy.release``), runs ``pyinfra -y inventories/local.py deploy.py``
 and loads the inventory while the archive is still announced (group_data/local.py needs it).
-A sandbox it started is stopped again at the end of the session.
+The archive stays served, and a sandbox it started is stopped, at the end of the session.
 
 The sandbox shares the control machine's network, so only one deployed sandbox can hold
 127.0.0.1:11434/6379/8000 at a time: this fixture uses *the* sandbox (`make sandbox-up`'s).
@@ -46,6 +46,8 @@ def deployed_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[
         pytest.fail(f"The sandbox host did not start: {exc}", pytrace=False)
     env = {**os.environ, "SANDBOX_STATE_DIR": str(box.state_dir), "PYINFRA_YES": "1"}
     try:
+        # The archive stays announced all session: group_data/local.py reads its version and
+        # digest whenever the inventory is loaded (the tunnel helper loads it too).
         with served_release(tmp_path_factory.mktemp("ollama-release"), state_dir=box.state_dir):
             done = subprocess.run(
                 [str(PYINFRA), "-y", str(INVENTORY), "deploy.py"],
@@ -64,11 +66,11 @@ def deployed_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[
                     f"(exit {done.returncode}):\n{tail}",
                     pytrace=False,
                 )
-            hosts = load_inventory(INVENTORY, env={"SANDBOX_STATE_DIR": str(box.state_dir)})
-    except TunnelError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    try:
-        yield hosts
+            try:
+                hosts = load_inventory(INVENTORY, env={"SANDBOX_STATE_DIR": str(box.state_dir)})
+            except TunnelError as exc:
+                pytest.fail(str(exc), pytrace=False)
+            yield hosts
     finally:
         if started_here:
             box.down()

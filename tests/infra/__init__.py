@@ -1,0 +1,1 @@
+"""testinfra checks of deployed hosts (see conftest.py for how hosts are chosen)."""

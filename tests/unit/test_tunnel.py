@@ -1,0 +1,122 @@
+"""inventories/tunnel.py: the ssh command and Claude Code's env, rendered from host data."""
+
+from __future__ import annotations
+
+import shlex
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from inventories import tunnel
+
+DATA = {
+    **tunnel.role_defaults(),
+    "ssh_hostname": "203.0.113.7",
+    "ssh_port": 41022,
+    "ssh_user": "root",
+    "ssh_key": "/keys/id_ed25519",
+    "ssh_known_hosts_file": "/repo/.ssh/known_hosts",
+}
+HOSTS = [{"name": "vast-1", "groups": ["vast"], "data": DATA}, {"name": "vast-2", "data": {}}]
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield int(sock.getsockname()[1])
+
+
+def test_ssh_command_forwards_the_local_port_to_the_proxy() -> None:
+    argv = tunnel.ssh_command("vast-1", DATA, 8001)
+    assert argv[:4] == ["ssh", "-N", "-L", "8001:127.0.0.1:8000"]
+    assert argv[argv.index("-p") + 1] == "41022"
+    assert argv[argv.index("-i") + 1] == "/keys/id_ed25519"
+    options = [argv[i + 1] for i, a in enumerate(argv) if a == "-o"]
+    assert "UserKnownHostsFile=/repo/.ssh/known_hosts" in options
+    assert {"ServerAliveInterval=30", "ServerAliveCountMax=3", "ExitOnForwardFailure=yes"} <= set(
+        options
+    )
+    assert argv[-1] == "root@203.0.113.7"
+
+
+def test_ssh_command_defaults_without_endpoint_data() -> None:
+    argv = tunnel.ssh_command("myhost", {"proxy_port": 9000}, 8002)
+    assert "8002:127.0.0.1:9000" in argv and argv[argv.index("-p") + 1] == "22"
+    assert "-i" not in argv and argv[-1] == "root@myhost"
+
+
+def test_claude_env_names_the_served_model_and_its_window() -> None:
+    env = tunnel.claude_env(DATA, 8001, "sk-secret")
+    model, window = DATA["proxy_default_model"], str(DATA["proxy_num_ctx"])
+    assert env["ANTHROPIC_BASE_URL"] == "http://127.0.0.1:8001"
+    assert env["ANTHROPIC_AUTH_TOKEN"] == "sk-secret"
+    for key in ("MODEL", "DEFAULT_OPUS_MODEL", "DEFAULT_SONNET_MODEL", "DEFAULT_HAIKU_MODEL"):
+        assert env[f"ANTHROPIC_{key}"] == model
+    assert env["CLAUDE_CODE_AUTO_COMPACT_WINDOW"] == window
+    assert "CLAUDE_CODE_MAX_CONTEXT_TOKENS" not in env
+    assert env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] == "1"
+    assert env["CLAUDE_CODE_ATTRIBUTION_HEADER"] == "false"
+
+
+def test_render_prints_the_command_and_export_lines_that_round_trip() -> None:
+    command = tunnel.ssh_command("vast-1", {**DATA, "ssh_key": "/my keys/id"}, 8001)
+    env = tunnel.claude_env(DATA, 8001, "tok'en with space")
+    text = tunnel.render(command, env)
+    assert shlex.join(command) in text.splitlines()
+    assert "unset ANTHROPIC_API_KEY" in text.splitlines()
+    assert tunnel.parse_exports(text) == env
+
+
+def test_pick_host_first_by_default_or_by_name() -> None:
+    assert tunnel.pick_host(HOSTS, None)["name"] == "vast-1"
+    assert tunnel.pick_host(HOSTS, "vast-2")["name"] == "vast-2"
+    with pytest.raises(tunnel.TunnelError, match="No host 'vast-9'.*vast-1, vast-2"):
+        tunnel.pick_host(HOSTS, "vast-9")
+
+
+def test_port_in_use_names_the_port_and_a_free_alternative(taken_port: int) -> None:
+    with pytest.raises(tunnel.TunnelError) as raised:
+        tunnel.check_local_port(taken_port)
+    message = str(raised.value)
+    assert f"Local port {taken_port} is already in use" in message
+    alternative = int(message.rsplit("--local-port ", 1)[1].rstrip("."))
+    assert alternative != taken_port and not tunnel.port_in_use(alternative)
+
+
+def test_cli_exits_2_with_the_sentence_when_the_port_is_taken(
+    taken_port: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert tunnel.main(["--local-port", str(taken_port)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and f"Local port {taken_port} is already in use" in captured.err
+
+
+def test_missing_inventory_is_a_sentence(tmp_path: Path) -> None:
+    with pytest.raises(tunnel.TunnelError, match="does not exist"):
+        tunnel.load_inventory(tmp_path / "nope.py")
+
+
+def test_inventory_data_sits_over_role_defaults(tmp_path: Path) -> None:
+    inventory = tmp_path / "two.py"
+    inventory.write_text(
+        "hosts = [('box-a', {'ssh_hostname': '10.0.0.1', 'proxy_port': 9100}), 'box-b']\n"
+    )
+    hosts = tunnel.load_inventory(inventory)
+    assert [h["name"] for h in hosts] == ["box-a", "box-b"]
+    assert hosts[0]["data"]["proxy_port"] == 9100
+    assert hosts[1]["data"]["proxy_port"] == tunnel.role_defaults()["proxy_port"]
+
+
+def test_proxy_key_comes_from_the_secrets_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SELFHOST_SECRETS_DIR", str(tmp_path))
+    with pytest.raises(tunnel.TunnelError, match="proxy_api_key is missing; deploy first"):
+        tunnel.proxy_key()
+    assert not (tmp_path / "proxy_api_key").exists()  # never generated here
+    (tmp_path / "proxy_api_key").write_text("sk-from-secrets\n")
+    assert tunnel.proxy_key() == "sk-from-secrets"
