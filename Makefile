@@ -8,7 +8,7 @@ INVENTORY   ?= inventories/local.py
 APT_PACKAGES := redis-server debootstrap openssh-client openssl zstd systemd curl iproute2 procps
 
 .PHONY: help venv apt node deps test lint unit deploy sandbox-up sandbox-down sandbox-status \
-        check-hosts tunnel bench clean
+        check-hosts tunnel bench bench-deploy clean
 
 help:
 	@echo "make deploy        provision $(INVENTORY) (INVENTORY=inventories/vast.py for rented hosts)"
@@ -64,17 +64,31 @@ sandbox-down: venv
 sandbox-status: venv
 	$(BIN)/python -m tests.sandbox status
 
+# The sandbox's Ollama comes from a local file server (tests/deploy/release.py) serving the
+# Ollama API double's release archive; rented hosts download the pinned real release.
 deploy: deps
-	$(BIN)/python -m tests.deploy_run --inventory $(INVENTORY)
+ifeq ($(INVENTORY),inventories/local.py)
+	$(BIN)/python -m tests.sandbox up
+	$(BIN)/python -m tests.deploy.release -- $(BIN)/pyinfra -y $(INVENTORY) deploy.py
+else
+	$(BIN)/pyinfra -y $(INVENTORY) deploy.py
+endif
+	$(BIN)/pytest -q -p no:cacheprovider tests/infra --inventory $(INVENTORY) -m "not claude_code"
+	@$(BIN)/python -m inventories.tunnel --inventory $(INVENTORY)
 
 check-hosts: venv
-	$(BIN)/pytest tests/infra --inventory $(INVENTORY)
+	$(BIN)/pytest -q -p no:cacheprovider tests/infra --inventory $(INVENTORY) -m "not claude_code"
 
 tunnel: venv
 	$(BIN)/python -m inventories.tunnel --inventory $(INVENTORY) $(if $(HOST),--host $(HOST),)
 
 bench: deps
 	$(BIN)/python -m bench
+
+# First sandbox deploy and idempotent re-run times, for bench/ (rootfs build excluded).
+bench-deploy: deps
+	DEPLOY_TIMES_FILE=$(CURDIR)/bench/results/deploy_times.json \
+	  $(BIN)/pytest -q -p no:cacheprovider tests/deploy/test_sandbox_deploy.py
 
 clean:
 	rm -rf $(VENV) node_modules build dist *.egg-info

@@ -7,7 +7,10 @@ Targets, all behind the same Ollama API double (its own process, tests/ollama_do
   litellm         the LiteLLM proxy (bench/.litellm-venv), /v1/messages -> ollama_chat/...
 Each target: the captured Claude Code request (tests/fixtures/claude_code/first_request.json),
 non-streaming and streaming, at concurrency 1 and 16. Results: bench/results/latest.{json,md}
-plus a dated copy; deploy times from bench/results/deploy_times.json when present.
+plus a dated copy. Also included: bench/cache_hit.py's ResponseCache.get() micro-benchmark, and
+bench/results/deploy_times.json when present (written by the deploy tests; any JSON object, e.g.
+{"first_run_s": 512.3, "rerun_s": 41.0, "inventory": "inventories/local.py",
+"date": "2026-01-01T00:00:00+00:00"}), copied as is into the results.
 """
 
 from __future__ import annotations
@@ -200,12 +203,29 @@ def profile_proxy(
     return report.profile_text(prof, calls=2 * (args.requests_c1 + max(args.warmup, 1)))
 
 
+def cache_get_micro(iterations: int = 1000) -> list[str]:
+    """Run bench/cache_hit.py (ResponseCache.get() alone) and keep its result lines."""
+    import subprocess
+    import sys
+
+    try:
+        done = subprocess.run(
+            [sys.executable, str(ROOT / "bench" / "cache_hit.py"), "--iterations", str(iterations)],
+            cwd=ROOT, capture_output=True, text=True, timeout=120,
+        )
+    except (subprocess.SubprocessError, OSError) as exc:
+        return [f"failed: {exc}"]
+    if done.returncode != 0:
+        return [f"failed ({done.returncode}): {done.stderr.strip()[-300:]}"]
+    return [line.strip() for line in done.stdout.splitlines() if line.strip()]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests-c1", type=int, default=200)
     parser.add_argument("--requests-c16", type=int, default=400)
-    parser.add_argument("--litellm-scale", type=float, default=0.5,
+    parser.add_argument("--litellm-scale", type=float, default=1.0,
                         help="fraction of the request counts used for LiteLLM (slower)")
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--time-limit", type=float, default=60.0,
@@ -259,6 +279,8 @@ def main() -> int:
                     log = workdir / "litellm.log"
                     if target == "litellm" and log.exists():
                         shutil.copy(log, args.out / "litellm-failure.log")
+            if "proxy_app+hit" in targets:
+                results["cache_get_micro"] = cache_get_micro()
             results["ratios"], results["target_checks"] = report.ratios(results["rows"])
             missed = any(c.get("met") is False for c in results["target_checks"]
                          if c["name"].startswith("proxy_app"))

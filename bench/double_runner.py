@@ -13,7 +13,6 @@ import signal
 import sys
 from typing import Any
 
-from tests.ollama_double import server as double_server
 from tests.ollama_double.server import OllamaDouble, Reply
 
 MODEL = "qwen2.5-coder:7b"
@@ -24,9 +23,6 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--reply", default="ok")
     args = parser.parse_args()
-    # Ollama (Go's net/http) sets TCP_NODELAY on every connection; the stdlib handler does not,
-    # which adds a 40 ms Nagle/delayed-ACK stall to a small client's requests.
-    double_server._Handler.disable_nagle_algorithm = True
     double = OllamaDouble(models=[MODEL], default_num_ctx=32768, port=args.port)
     double.default_reply = Reply(args.reply)
     double._record = lambda _request: None  # type: ignore[method-assign]  # no request log

@@ -7,12 +7,14 @@ import io
 import os
 import platform
 import pstats
+import re
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+_SHORT = re.compile(r"/\S*/(?:site-packages|python3\.\d+)/")
 # Targets (reported, not asserted).
 OVERHEAD_TARGET_MS = 1.5
 CACHE_HIT_TARGET_MS = 3.0
@@ -189,7 +191,8 @@ def _stats_lines(stats: pstats.Stats, sort: str, limit: int, *restrict: Any) -> 
     stats.sort_stats(sort).print_stats(*restrict, limit)
     body = stream.getvalue().splitlines()
     start = next((i for i, line in enumerate(body) if "ncalls" in line), 0)
-    return [line.replace(str(ROOT) + "/", "") for line in body[start:] if line.strip()]
+    return [_SHORT.sub("", line.replace(str(ROOT) + "/", ""))
+            for line in body[start:] if line.strip()]
 
 
 def profile_text(path: Path, calls: int, limit: int = 25) -> str:
@@ -253,6 +256,10 @@ def markdown(results: dict[str, Any]) -> str:
     for c in results.get("target_checks", []):
         met = {True: "yes", False: "**no**", None: "n/a"}[c["met"]]
         out.append(f"| {c['name']} | {_fmt(c['value'])} | {c['target']} | {met} |")
+    micro = results.get("cache_get_micro")
+    if micro:
+        out += ["", "`bench/cache_hit.py` (ResponseCache.get() alone, in-process, ~50 KB entry "
+                "over TLS): " + " ".join(micro)]
     if results.get("idle_rss_mb"):
         out += ["", "Idle RSS after start (MB): " + ", ".join(
             f"{k} {val}" for k, val in results["idle_rss_mb"].items())]

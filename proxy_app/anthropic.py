@@ -6,9 +6,9 @@ A validation failure is reported as 400 invalid_request_error naming the field, 
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from proxy_app.errors import InvalidRequestError
@@ -59,8 +59,8 @@ class MessagesRequest(CountTokensRequest):
 def parse_body(raw: bytes, model: type[CountTokensRequest]) -> Any:
     """Decode and validate a request body, raising InvalidRequestError with the field's path."""
     try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
         raise InvalidRequestError(f"The request body is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise InvalidRequestError("The request body must be a JSON object.")

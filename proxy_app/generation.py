@@ -15,7 +15,7 @@ from proxy_app.config import Settings
 from proxy_app.errors import NotFoundError, PromptTooLongError, UpstreamError
 from proxy_app.ollama import ModelCatalog, OllamaClient
 from proxy_app.streaming import AnthropicEventStream, Event
-from proxy_app.tokens import TokenEstimator
+from proxy_app.tokens import TokenEstimator, raw_estimate
 from proxy_app.translate import Upstream, to_ollama_request, wants_thinking
 
 
@@ -25,7 +25,16 @@ class Plan:
     upstream_model: str
     digest: str
     upstream: Upstream
-    estimate: int
+    raw_tokens: int = 0
+    estimate: int = 0
+
+    def measure(self, estimator: TokenEstimator, *, num_ctx: int | None = None) -> int:
+        """Estimate the prompt's tokens; given `num_ctx`, refuse a prompt that cannot fit."""
+        self.raw_tokens = raw_estimate(self.upstream.payload)
+        self.estimate = estimator.scale(self.raw_tokens)
+        if num_ctx is not None and self.estimate > num_ctx:
+            raise PromptTooLongError(self.estimate, num_ctx)
+        return self.estimate
 
     def machine(self) -> AnthropicEventStream:
         return AnthropicEventStream(
@@ -41,10 +50,8 @@ async def plan(
     *,
     settings: Settings,
     catalog: ModelCatalog,
-    estimator: TokenEstimator,
-    check_fit: bool = True,
 ) -> Plan:
-    """Resolve the model, translate the request and refuse a prompt that cannot fit."""
+    """Resolve the model (404 when Ollama lacks it) and translate the request."""
     upstream_model = resolve_model(request.model, settings.default_model, settings.model_aliases)
     digest = await catalog.digest(upstream_model)
     if digest is None:
@@ -60,10 +67,7 @@ async def plan(
         keep_alive=settings.keep_alive,
         think=think,
     )
-    estimate = estimator.estimate(upstream.payload)
-    if check_fit and estimate > settings.num_ctx:
-        raise PromptTooLongError(estimate, settings.num_ctx)
-    return Plan(request.model, upstream_model, digest, upstream, estimate)
+    return Plan(request.model, upstream_model, digest, upstream)
 
 
 async def relay(

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import orjson
 
 from proxy_app.errors import (
     InvalidRequestError,
@@ -19,6 +20,8 @@ from proxy_app.errors import (
     UpstreamError,
     UpstreamTimeoutError,
 )
+
+JSON_HEADERS = {"content-type": "application/json"}
 
 # Ollama's wording for a prompt over num_ctx when `truncate` is false.
 OVERFLOW_MARKERS = ("exceeds the context length", "context length exceeded", "prompt is too long")
@@ -48,17 +51,26 @@ class OllamaClient:
     async def chat_stream(self, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """Yield NDJSON chunks of a streaming /api/chat; a mid-stream `error` line raises."""
         try:
-            async with self._http.stream("POST", "/api/chat", json=payload) as response:
+            body = orjson.dumps(payload)
+            async with self._http.stream(
+                "POST", "/api/chat", content=body, headers=JSON_HEADERS
+            ) as response:
                 if response.status_code != 200:
                     await response.aread()
                     raise upstream_error(response.status_code, _error_text(response.content))
+                final = None
                 async for line in response.aiter_lines():
                     if not line.strip():
                         continue
-                    chunk = json.loads(line)
+                    chunk = orjson.loads(line)
                     if "error" in chunk:
                         raise upstream_error(500, str(chunk["error"]), mid_stream=True)
-                    yield chunk
+                    if chunk.get("done"):
+                        final = chunk  # handed out once the body is read: the connection is reused
+                    else:
+                        yield chunk
+                if final is not None:
+                    yield final
         except httpx.TimeoutException as exc:
             raise UpstreamTimeoutError(
                 f"Ollama at {self.base_url} did not answer in time ({type(exc).__name__}); "

@@ -10,10 +10,11 @@ below what Ollama has been seen to count (see README, "How count_tokens is calib
 
 from __future__ import annotations
 
-import json
 import math
 from collections import deque
 from typing import Any
+
+import orjson
 
 CHARS_PER_TOKEN = 3.0
 MESSAGE_OVERHEAD = 4
@@ -29,13 +30,14 @@ def raw_estimate(payload: dict[str, Any]) -> int:
     for message in messages:
         content = message.get("content") or ""
         chars += len(content)
-        non_ascii += sum(1 for ch in content if ord(ch) > 127) if not content.isascii() else 0
+        if not content.isascii():
+            non_ascii += len(content) - len(content.encode("ascii", "ignore"))
         if message.get("tool_calls"):
-            chars += len(json.dumps(message["tool_calls"], ensure_ascii=False))
+            chars += len(orjson.dumps(message["tool_calls"]))
         chars += 1000 * len(message.get("images") or [])  # an image is several hundred tokens
     tools = payload.get("tools") or []
     if tools:
-        chars += len(json.dumps(tools, ensure_ascii=False))
+        chars += len(orjson.dumps(tools))
     ascii_chars = chars - non_ascii
     return (
         math.ceil(ascii_chars / CHARS_PER_TOKEN)
@@ -56,11 +58,11 @@ class TokenEstimator:
     def factor(self) -> float:
         return max(1.0, max(self._ratios, default=1.0))
 
-    def estimate(self, payload: dict[str, Any]) -> int:
-        return math.ceil(raw_estimate(payload) * self.factor)
+    def scale(self, raw: int) -> int:
+        """The calibrated estimate for a prompt whose raw_estimate is `raw`."""
+        return math.ceil(raw * self.factor)
 
-    def observe(self, payload: dict[str, Any], prompt_eval_count: int) -> None:
+    def observe(self, raw: int, prompt_eval_count: int) -> None:
         """Record Ollama's count for a prompt; ignored when it is implausibly small (KV reuse)."""
-        raw = raw_estimate(payload)
         if raw > 0 and prompt_eval_count > raw // 4:
             self._ratios.append(min(prompt_eval_count / raw, 3.0))

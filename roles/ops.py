@@ -102,8 +102,17 @@ def supervisor_program_running(program: str):
 
 
 @operation()
-def init_script_stopped(script: str):
-    """Stop a daemon its package's init script started on ``apt install`` (no systemd here)."""
+def init_script_stopped(script: str, program: str):
+    """
+    Stop a daemon its package's init script started on ``apt install`` (no systemd here).
+
+    + script: the ``/etc/init.d`` script, e.g. ``redis-server``
+    + program: our supervisor program for the same daemon; once supervisor knows it, the
+      pidfile the script checks is our program's, so nothing is stopped
+    """
+    if program in (host.get_fact(SupervisorPrograms) or {}):
+        host.noop(f"supervisor runs {program}; /etc/init.d/{script} is not used")
+        return
     if not host.get_fact(InitScriptRunning, script=script):
         host.noop(f"/etc/init.d/{script} runs nothing")
         return

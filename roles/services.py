@@ -26,6 +26,8 @@ from roles.facts import SUPERVISOR_CONF
 
 SUPERVISOR_CONF_DIR = "/etc/supervisor/conf.d"
 SUPERVISOR_LOG_DIR = "/var/log/supervisor"
+# Per host: the "start supervisord" operation; starting it (re)starts every program too.
+_SUPERVISORD_STARTS: dict[str, OperationMeta] = {}
 
 
 def jinja_options() -> dict[str, bool]:
@@ -46,7 +48,9 @@ def ensure_manager() -> None:
     # Supervisor missing? vast base images ship their own; install Debian's otherwise.
     if not host.get_fact(Which, command="supervisorctl"):
         install_packages(["supervisor"], "supervisor")
-    ops.supervisord_running(name="Start supervisord if it is not running")
+    _SUPERVISORD_STARTS[host.name] = ops.supervisord_running(
+        name="Start supervisord if it is not running"
+    )
 
 
 def ensure_program(
@@ -129,7 +133,9 @@ def _supervisor_program(
     to_stdout = host.data.get("supervisor_log_to_stdout", True)
     if packaged:
         # The package's postinst may have started its own copy through SysV init.
-        ops.init_script_stopped(name=f"Stop the {packaged} that apt started", script=packaged)
+        ops.init_script_stopped(
+            name=f"Stop the {packaged} that apt started", script=packaged, program=name
+        )
     conf = files.template(
         name=f"Render the supervisor program {name}",
         src=str(role_dir / "templates" / "supervisor" / f"{name}.conf.j2"),
@@ -160,4 +166,5 @@ def _supervisor_program(
     running = ops.supervisor_program_running(
         name=f"Start {name} if it is not running", program=name
     )
-    return _changed([update, restart, running])
+    boot = [_SUPERVISORD_STARTS[host.name]] if host.name in _SUPERVISORD_STARTS else []
+    return _changed([*boot, update, restart, running])

@@ -16,7 +16,7 @@ from proxy_app.deps import Services, ServicesDep
 from proxy_app.errors import ProxyError, RequestTooLargeError, UpstreamError, envelope
 from proxy_app.generation import Plan, plan, relay
 from proxy_app.sse import PING, format_event
-from proxy_app.streaming import AnthropicEventStream, Event, replay_events
+from proxy_app.streaming import AnthropicEventStream, Event, new_message_id, replay_events
 
 router = APIRouter()
 
@@ -42,16 +42,17 @@ async def create_message(request: Request, services: ServicesDep) -> Response:
     api_key = authenticate(request, services.settings.api_keys)
     body = parse_body(await _read_body(request, services), MessagesRequest)
     planned = await _plan(body, services)
+    policy = _cache_policy(request, services, planned, api_key)
+    if policy.read and body.max_tokens > 0:
+        hit = await services.cache.get(policy.key)
+        if hit is not None:
+            hit.update(id=new_message_id(), model=body.model)
+            return _answer(body.stream, hit, "HIT")
+    planned.measure(services.estimator, num_ctx=services.settings.num_ctx)
     machine = planned.machine()
     if body.max_tokens == 0:
         machine.stop_reason = "max_tokens"  # only warms the prompt: answer without generating
         return _answer(body.stream, machine.message(), "BYPASS")
-    policy = _cache_policy(request, services, planned, api_key)
-    if policy.read:
-        hit = await services.cache.get(policy.key)
-        if hit is not None:
-            hit.update(id=machine.message_id, model=body.model)
-            return _answer(body.stream, hit, "HIT")
     produce = _producer(services, planned, machine, policy)
     headers = {"x-cache": policy.label}
     if body.stream:
@@ -67,8 +68,8 @@ async def create_message(request: Request, services: ServicesDep) -> Response:
 async def count_tokens(request: Request, services: ServicesDep) -> JSONResponse:
     authenticate(request, services.settings.api_keys)
     body = parse_body(await _read_body(request, services), CountTokensRequest)
-    planned = await _plan(body, services, check_fit=False)
-    return JSONResponse({"input_tokens": planned.estimate})
+    planned = await _plan(body, services)
+    return JSONResponse({"input_tokens": planned.measure(services.estimator)})
 
 
 async def _read_body(request: Request, services: Services) -> bytes:
@@ -82,15 +83,9 @@ async def _read_body(request: Request, services: Services) -> bytes:
     return body
 
 
-async def _plan(body: CountTokensRequest, services: Services, *, check_fit: bool = True) -> Plan:
+async def _plan(body: CountTokensRequest, services: Services) -> Plan:
     try:
-        return await plan(
-            body,
-            settings=services.settings,
-            catalog=services.catalog,
-            estimator=services.estimator,
-            check_fit=check_fit,
-        )
+        return await plan(body, settings=services.settings, catalog=services.catalog)
     except ProxyError as exc:
         services.metrics.upstream_errors[exc.error_type] += 1
         raise
@@ -162,7 +157,7 @@ async def _run(
     metrics.tokens["output"] += machine.output_tokens
     metrics.recovered_tool_calls += machine.recovered_calls
     if machine.prompt_eval_count:
-        services.estimator.observe(planned.upstream.payload, machine.prompt_eval_count)
+        services.estimator.observe(planned.raw_tokens, machine.prompt_eval_count)
 
 
 async def _sse(

@@ -46,8 +46,16 @@ def build_wheel(repo: Path = REPO) -> Path:
     if cached:
         return cached[0]
     with tempfile.TemporaryDirectory(prefix="proxy-wheel-") as tmp:
+        # Build from a clean copy: setuptools' in-tree build/lib can carry deleted modules.
+        source = Path(tmp) / "src"
+        shutil.copytree(
+            repo / "proxy_app", source / "proxy_app", ignore=shutil.ignore_patterns("__pycache__")
+        )
+        for name in METADATA:
+            if (repo / name).is_file():
+                shutil.copy2(repo / name, source / name)
         result = subprocess.run(
-            [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", tmp, str(repo)],
+            [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", tmp, str(source)],
             capture_output=True,
             text=True,
             check=False,

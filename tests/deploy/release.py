@@ -2,8 +2,10 @@
 
 The sandbox shares the control machine's network, so a file server on 127.0.0.1 is reachable
 from it. ``served_release`` builds the archive (tests/ollama_double/archive.py), serves it,
-and writes ``<sandbox state dir>/ollama_release.json`` for group_data/local.py; the file is
-removed when the server stops. As a command it wraps another command:
+and writes ``<sandbox state dir>/ollama_release.json`` for group_data/local.py. The file stays
+when the server stops: its version and SHA-256 still describe what was installed (the archive
+is reproducible), which the host checks and the tunnel helper read; only a deploy needs the URL,
+and a deploy runs through here, which rewrites it. As a command it wraps another command:
 
     python -m tests.deploy.release -- pyinfra -y inventories/local.py deploy.py
 """
@@ -61,7 +63,6 @@ def served_release(
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
-        release_file.unlink(missing_ok=True)
 
 
 def main(argv: list[str] | None = None) -> int:

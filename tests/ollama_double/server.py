@@ -306,6 +306,7 @@ class OllamaDouble:
         class _Server(ThreadingHTTPServer):
             daemon_threads = True
             allow_reuse_address = True
+            request_queue_size = 128  # Go's listener uses the system backlog, not 5
             address_family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
 
         class _Bound(_Handler):
@@ -564,6 +565,9 @@ class OllamaDouble:
 
 class _Handler(BaseHTTPRequestHandler):
     """HTTP/1.1 handler (keep-alive, chunked NDJSON streaming) for :class:`OllamaDouble`."""
+
+    # Go's net/http sets TCP_NODELAY on every connection, as Ollama's server does.
+    disable_nagle_algorithm = True
 
     protocol_version = "HTTP/1.1"
     double: OllamaDouble

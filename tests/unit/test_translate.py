@@ -73,11 +73,12 @@ def test_estimator_rises_to_ollamas_count_and_never_falls_below_one() -> None:
         }
     )
     estimator = TokenEstimator()
-    before = estimator.estimate(payload)
-    estimator.observe(payload, prompt_eval_count=before // 2)
-    assert estimator.estimate(payload) == before
-    estimator.observe(payload, prompt_eval_count=before * 2)
-    assert estimator.estimate(payload) >= before * 2
+    raw = raw_estimate(payload)
+    assert estimator.scale(raw) == raw
+    estimator.observe(raw, prompt_eval_count=raw // 2)
+    assert estimator.scale(raw) == raw
+    estimator.observe(raw, prompt_eval_count=raw * 2)
+    assert estimator.scale(raw) >= raw * 2
 
 
 def test_blocks_of_every_kind() -> None:
