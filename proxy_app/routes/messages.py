@@ -173,33 +173,63 @@ async def _sse(
     closed, the `finally` cancels the task, and the upstream connection closes with it.
     """
     yield b"".join(format_event(*event) for event in machine.start()) + PING
-    queue: asyncio.Queue[list[Event] | BaseException | None] = asyncio.Queue()
+    queue: asyncio.Queue[list[Event] | BaseException | bytes | None] = asyncio.Queue()
+    loop = asyncio.get_running_loop()
+    last_sent = loop.time()
+
+    def emit(events: list[Event]) -> None:
+        nonlocal last_sent
+        last_sent = loop.time()
+        queue.put_nowait(events)
 
     async def run() -> None:
         try:
-            await produce(queue.put_nowait)
+            await produce(emit)
             queue.put_nowait(None)
         except Exception as exc:
             queue.put_nowait(exc)
 
-    task = asyncio.create_task(run())
+    async def keep_alive() -> None:
+        nonlocal last_sent
+        while True:
+            await asyncio.sleep(max(ping_interval - (loop.time() - last_sent), 0.01))
+            if loop.time() - last_sent >= ping_interval:
+                last_sent = loop.time()
+                queue.put_nowait(PING)
+
+    tasks = [asyncio.create_task(run()), asyncio.create_task(keep_alive())]
     try:
         while True:
-            try:
-                item = await asyncio.wait_for(queue.get(), ping_interval)
-            except asyncio.TimeoutError:
-                yield PING
-                continue
-            if item is None:
+            items = [await queue.get()]
+            while not queue.empty():  # everything produced meanwhile goes out in one write
+                items.append(queue.get_nowait())
+            end = next((i for i, item in enumerate(items) if _final(item)), None)
+            frames = [
+                _frame(item, request_id) for item in items[: None if end is None else end + 1]
+            ]
+            yield b"".join(frames)
+            if end is not None:
                 return
-            if isinstance(item, BaseException):
-                error = item if isinstance(item, ProxyError) else UpstreamError()
-                yield format_event("error", envelope(error, request_id))
-                return
-            if item:
-                yield b"".join(format_event(*event) for event in item)
     finally:
-        task.cancel()
+        for task in tasks:
+            task.cancel()
+
+
+def _final(item: object) -> bool:
+    """The generation ended (None) or failed: nothing follows this item."""
+    return item is None or isinstance(item, BaseException)
+
+
+def _frame(item: list[Event] | BaseException | bytes | None, request_id: str) -> bytes:
+    """SSE bytes for one queue item (a ping is already framed; the end is empty)."""
+    if item is None:
+        return b""
+    if isinstance(item, bytes):
+        return item
+    if isinstance(item, BaseException):
+        error = item if isinstance(item, ProxyError) else UpstreamError()
+        return format_event("error", envelope(error, request_id))
+    return b"".join(format_event(*event) for event in item)
 
 
 def _discard(events: list[Event]) -> None:
