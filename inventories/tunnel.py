@@ -146,6 +146,9 @@ def claude_env(data: Mapping[str, Any], local_port: int, token: str) -> dict[str
         # extra full-prompt generations). Without it, proxy_app's "prompt is too long" 400
         # makes Claude Code compact exactly when the context is full.
         "CLAUDE_CODE_AUTO_COMPACT_WINDOW": window,
+        # Claude Code caps a Read at 25k tokens: more than a 32k window leaves after its ~16k
+        # of system prompt and tools, and no compaction can save that turn. A quarter fits.
+        "CLAUDE_CODE_FILE_READ_MAX_OUTPUT_TOKENS": str(int(window) // 4),
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
         "CLAUDE_CODE_ATTRIBUTION_HEADER": "false",
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -55,3 +56,38 @@ def test_tool_loop_writes_a_file(
     tool_turns = [m for m in follow_up if m["role"] == "tool"]
     assert tool_turns and tool_turns[-1]["tool_name"] == "Write"
     assert follow_up[-2]["tool_calls"][0]["function"]["name"] == "Write"
+
+
+def test_overflow_makes_claude_code_compact_and_finish(
+    make_proxy: Any, double: OllamaDouble, tmp_path: Path
+) -> None:
+    """Two file reads overflow a 26k window: proxy_app's 400 "prompt is too long" makes Claude
+    Code compact (a summary request that fits), then carry on and print the answer."""
+    proxy = make_proxy(num_ctx=26000)
+    reads = []
+    for name, words in [("a.txt", "lorem ipsum dolor sit amet "), ("b.txt", "sed do eiusmod ")]:
+        (tmp_path / name).write_text((words * 8 + "\n") * 500)
+        reads.append({"name": "Read", "arguments": {"file_path": str(tmp_path / name)}})
+    summary = "<analysis>read two files</analysis>\n<summary>Both files hold filler text.</summary>"
+    double.script(
+        Reply("", tool_calls=[reads[0]]),
+        Reply("", tool_calls=[reads[1]]),
+        Reply(summary),
+        *[Reply("Both files are filler text.")] * 3,
+    )
+    done = run_claude(
+        "read a.txt and b.txt",
+        proxy.url,
+        API_KEY,
+        str(tmp_path),
+        extra_env={
+            "ANTHROPIC_MODEL": "qwen2.5-coder:7b",
+            "CLAUDE_CODE_FILE_READ_MAX_OUTPUT_TOKENS": "6000",
+        },
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Both files are filler text." in done.stdout
+    statuses = proxy.app.state.metrics.requests
+    assert statuses[("/v1/messages", 400)] >= 1  # the overflow was refused, never truncated
+    sent = [json.dumps(body) for body in double.chat_requests]
+    assert any("Both files hold filler text." in body for body in sent)  # the compacted history

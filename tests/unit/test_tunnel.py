@@ -58,6 +58,7 @@ def test_claude_env_names_the_served_model_and_its_window() -> None:
         assert env[f"ANTHROPIC_{key}"] == model
     assert env["CLAUDE_CODE_AUTO_COMPACT_WINDOW"] == window
     assert "CLAUDE_CODE_MAX_CONTEXT_TOKENS" not in env
+    assert int(env["CLAUDE_CODE_FILE_READ_MAX_OUTPUT_TOKENS"]) == int(window) // 4
     assert env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] == "1"
     assert env["CLAUDE_CODE_ATTRIBUTION_HEADER"] == "false"
 
