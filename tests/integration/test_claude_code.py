@@ -10,7 +10,7 @@ import pytest
 
 from tests.claude_code.cli import run_claude
 from tests.conftest import API_KEY, LiveProxy
-from tests.ollama_double.server import OllamaDouble, Reply
+from tests.ollama_double.server import ERR_QUEUE_FULL, OllamaDouble, Reply
 
 pytestmark = pytest.mark.claude_code
 
@@ -91,3 +91,16 @@ def test_overflow_makes_claude_code_compact_and_finish(
     assert statuses[("/v1/messages", 400)] >= 1  # the overflow was refused, never truncated
     sent = [json.dumps(body) for body in double.chat_requests]
     assert any("Both files hold filler text." in body for body in sent)  # the compacted history
+
+
+def test_claude_code_retries_when_ollama_is_busy(
+    proxy: LiveProxy, double: OllamaDouble, tmp_path: Path
+) -> None:
+    """Ollama's 503 (queue full) reaches Claude Code as an `overloaded_error` SSE event, which
+    it retries; the second attempt is answered."""
+    double.script(Reply.http_error(503, ERR_QUEUE_FULL), Reply("recovered after a retry"))
+    done = run_claude("hi", proxy.url, API_KEY, str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "recovered after a retry" in done.stdout
+    assert len(double.chat_requests) == 2
+    assert proxy.app.state.metrics.upstream_errors["overloaded_error"] == 1
