@@ -77,13 +77,18 @@ async def relay(
     emit: Callable[[list[Event]], None],
     *,
     num_ctx: int,
+    stream: bool = True,
 ) -> None:
-    """Feed Ollama's stream through the machine, handing each step's events to `emit`.
+    """Feed Ollama's answer through the machine, handing each step's events to `emit`.
 
-    Run it in its own task: cancelling the task (client gone) exits the upstream request's
-    context, which closes the connection so Ollama stops generating.
+    With `stream` Ollama streams and every chunk goes through as it comes; run it in its own
+    task: cancelling the task (client gone) exits the upstream request's context, which closes
+    the connection so Ollama stops generating. Without, the whole answer is one final chunk.
     """
     try:
+        if not stream:
+            emit(machine.finish(await ollama.chat(plan.upstream.payload)))
+            return
         async for chunk in ollama.chat_stream(plan.upstream.payload):
             emit(machine.finish(chunk) if chunk.get("done") else machine.feed(chunk))
             if machine.done:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -50,10 +51,9 @@ class OllamaClient:
 
     async def chat_stream(self, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """Yield NDJSON chunks of a streaming /api/chat; a mid-stream `error` line raises."""
-        try:
-            body = orjson.dumps(payload)
+        with self._translate_failures("/api/chat"):
             async with self._http.stream(
-                "POST", "/api/chat", content=body, headers=JSON_HEADERS
+                "POST", "/api/chat", content=orjson.dumps(payload), headers=JSON_HEADERS
             ) as response:
                 if response.status_code != 200:
                     await response.aread()
@@ -71,16 +71,11 @@ class OllamaClient:
                         yield chunk
                 if final is not None:
                     yield final
-        except httpx.TimeoutException as exc:
-            raise UpstreamTimeoutError(
-                f"Ollama at {self.base_url} did not answer in time ({type(exc).__name__}); "
-                "raise PROXY_READ_TIMEOUT for very long generations."
-            ) from exc
-        except httpx.TransportError as exc:
-            raise OverloadedError(
-                f"Ollama at {self.base_url} is unreachable ({exc or type(exc).__name__}); "
-                "check that `ollama serve` is running."
-            ) from exc
+
+    async def chat(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """A non-streaming /api/chat: the whole answer in one final chunk."""
+        answer: dict[str, Any] = await self.post_json("/api/chat", {**payload, "stream": False})
+        return answer
 
     async def get_json(self, path: str, *, timeout: float | None = None) -> Any:
         return await self._request("GET", path, None, timeout)
@@ -93,17 +88,33 @@ class OllamaClient:
     async def _request(
         self, method: str, path: str, body: dict[str, Any] | None, timeout: float | None
     ) -> Any:
-        try:
+        with self._translate_failures(path):
             response = await self._http.request(
-                method, path, json=body, timeout=timeout or httpx.USE_CLIENT_DEFAULT
+                method,
+                path,
+                content=None if body is None else orjson.dumps(body),
+                headers=JSON_HEADERS,
+                timeout=timeout or httpx.USE_CLIENT_DEFAULT,
             )
-        except httpx.TimeoutException as exc:
-            raise UpstreamTimeoutError(f"Ollama at {self.base_url} timed out on {path}") from exc
-        except httpx.TransportError as exc:
-            raise OverloadedError(f"Ollama at {self.base_url} is unreachable: {exc}") from exc
         if response.status_code != 200:
             raise upstream_error(response.status_code, _error_text(response.content))
-        return response.json()
+        return orjson.loads(response.content)
+
+    @contextmanager
+    def _translate_failures(self, path: str) -> Iterator[None]:
+        """Timeouts and connection failures as the ProxyErrors a client can act on."""
+        try:
+            yield
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeoutError(
+                f"Ollama at {self.base_url} did not answer {path} in time "
+                f"({type(exc).__name__}); raise PROXY_READ_TIMEOUT for very long generations."
+            ) from exc
+        except httpx.TransportError as exc:
+            raise OverloadedError(
+                f"Ollama at {self.base_url} is unreachable ({exc or type(exc).__name__}); "
+                "check that `ollama serve` is running."
+            ) from exc
 
 
 def upstream_error(status: int, message: str, *, mid_stream: bool = False) -> ProxyError:

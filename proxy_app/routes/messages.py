@@ -53,7 +53,7 @@ async def create_message(request: Request, services: ServicesDep) -> Response:
     if body.max_tokens == 0:
         machine.stop_reason = "max_tokens"  # only warms the prompt: answer without generating
         return _answer(body.stream, machine.message(), "BYPASS")
-    produce = _producer(services, planned, machine, policy)
+    produce = _producer(services, planned, machine, policy, stream=body.stream)
     headers = {"x-cache": policy.label}
     if body.stream:
         stream = _sse(machine, produce, services.settings.ping_interval, request.state.request_id)
@@ -110,7 +110,12 @@ def _cache_policy(request: Request, services: Services, planned: Plan, api_key: 
 
 
 def _producer(
-    services: Services, planned: Plan, machine: AnthropicEventStream, policy: CachePolicy
+    services: Services,
+    planned: Plan,
+    machine: AnthropicEventStream,
+    policy: CachePolicy,
+    *,
+    stream: bool,
 ) -> Callable[[Emit], Awaitable[dict[str, Any]]]:
     """The generation, single-flighted through the cache when the request is cacheable.
 
@@ -119,7 +124,7 @@ def _producer(
     """
 
     async def generate(emit: Emit) -> dict[str, Any]:
-        await _run(services, planned, machine, emit)
+        await _run(services, planned, machine, emit, stream=stream)
         message = machine.message()
         if policy.write:
             await services.cache.put(policy.key, message)
@@ -144,12 +149,19 @@ def _producer(
 
 
 async def _run(
-    services: Services, planned: Plan, machine: AnthropicEventStream, emit: Emit
+    services: Services, planned: Plan, machine: AnthropicEventStream, emit: Emit, *, stream: bool
 ) -> None:
     """Relay one generation; record metrics and calibrate the token estimate afterwards."""
     metrics = services.metrics
     try:
-        await relay(services.ollama, planned, machine, emit, num_ctx=services.settings.num_ctx)
+        await relay(
+            services.ollama,
+            planned,
+            machine,
+            emit,
+            num_ctx=services.settings.num_ctx,
+            stream=stream,
+        )
     except ProxyError as exc:
         metrics.upstream_errors[exc.error_type] += 1
         raise
