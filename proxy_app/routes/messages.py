@@ -42,17 +42,19 @@ async def create_message(request: Request, services: ServicesDep) -> Response:
     api_key = authenticate(request, services.settings.api_keys)
     body = parse_body(await _read_body(request, services), MessagesRequest)
     planned = await _plan(body, services)
-    policy = _cache_policy(request, services, planned, api_key)
-    if policy.read and body.max_tokens > 0:
+    # `max_tokens: 0` only warms the prompt: nothing to cache, nothing to generate.
+    warm_only = body.max_tokens == 0
+    policy = CachePolicy() if warm_only else _cache_policy(request, services, planned, api_key)
+    if policy.read:
         hit = await services.cache.get(policy.key)
         if hit is not None:
             hit.update(id=new_message_id(), model=body.model)
             return _answer(body.stream, hit, "HIT")
     planned.measure(services.estimator, num_ctx=services.settings.num_ctx)
     machine = planned.machine()
-    if body.max_tokens == 0:
-        machine.stop_reason = "max_tokens"  # only warms the prompt: answer without generating
-        return _answer(body.stream, machine.message(), "BYPASS")
+    if warm_only:
+        machine.stop_reason = "max_tokens"
+        return _answer(body.stream, machine.message(), policy.label)
     produce = _producer(services, planned, machine, policy, stream=body.stream)
     headers = {"x-cache": policy.label}
     if body.stream:
