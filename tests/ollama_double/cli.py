@@ -20,6 +20,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from typing import Any
 
 # --- double-import-begin (stripped when building the single-file bin/ollama)
@@ -183,16 +184,22 @@ def cmd_ps() -> int:
     return 0
 
 
+def _ndjson(resp: Any) -> Iterator[dict[str, Any]]:
+    """The events of an NDJSON response; an `error` line raises, as the real CLI reports it."""
+    for raw in resp:
+        if not raw.strip():
+            continue
+        event = json.loads(raw.decode())
+        if "error" in event:
+            raise RuntimeError(event["error"])
+        yield event
+
+
 def cmd_pull(model: str) -> int:
     _heartbeat()
     shown: dict[str, str] = {}
     with _request("POST", "/api/pull", {"model": model, "stream": True}, timeout=600) as resp:
-        for raw in resp:
-            if not raw.strip():
-                continue
-            event = json.loads(raw.decode())
-            if "error" in event:
-                raise RuntimeError(event["error"])
+        for event in _ndjson(resp):
             status = event.get("status", "")
             if event.get("digest") and event.get("total"):
                 total, done = int(event["total"]), int(event.get("completed", 0))
@@ -238,12 +245,7 @@ def cmd_run(model: str, prompt: str) -> int:
     _heartbeat()
     body = {"model": model, "messages": [{"role": "user", "content": prompt}], "stream": True}
     with _request("POST", "/api/chat", body, timeout=600) as resp:
-        for raw in resp:
-            if not raw.strip():
-                continue
-            event = json.loads(raw.decode())
-            if "error" in event:
-                raise RuntimeError(event["error"])
+        for event in _ndjson(resp):
             sys.stdout.write(event.get("message", {}).get("content", ""))
             sys.stdout.flush()
     sys.stdout.write("\n\n")
