@@ -20,13 +20,11 @@ Fail open
 
 Single-flight
     ``run_once`` collapses identical requests that are in flight at the same moment in this
-    process. The table is per process: with several uvicorn workers each worker has its own.
+    process (proxy_app.flight). The table is per process: each uvicorn worker has its own.
 """
 
 from __future__ import annotations
 
-import asyncio
-import copy
 import hashlib
 import json
 import logging
@@ -41,6 +39,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from proxy_app.config import Settings
+from proxy_app.flight import SingleFlight
 
 __all__ = [
     "CACHEABLE_STOP_REASONS",
@@ -70,14 +69,6 @@ def _canonical(value: Any) -> bytes:
     ).encode("ascii")
 
 
-class _Flight:
-    __slots__ = ("done", "followers")
-
-    def __init__(self, done: asyncio.Future[tuple[bool, Any]]) -> None:
-        self.done = done
-        self.followers = 0
-
-
 class ResponseCache:
     """Redis-backed cache of finished Messages plus an in-process single-flight table.
 
@@ -98,7 +89,7 @@ class ResponseCache:
 
     Counters (plain ints, for /metrics): ``hits``, ``misses``, ``bypasses``, ``store_errors``
     (any Redis error on get or put), ``bytes_stored``, plus ``breaker_skips`` (get/put skipped
-    while the breaker is open), ``flight_leaders`` and ``flight_followers``.
+    while the breaker is open); ``flights`` counts single-flight leaders and followers.
     """
 
     def __init__(self, settings: Settings, *, breaker_seconds: float = 1.0) -> None:
@@ -111,11 +102,9 @@ class ResponseCache:
         self.store_errors = 0
         self.bytes_stored = 0
         self.breaker_skips = 0
-        self.flight_leaders = 0
-        self.flight_followers = 0
         self.last_error: str | None = None
         self._down_until = 0.0
-        self._flights: dict[str, _Flight] = {}
+        self.flights = SingleFlight()
         self._secret = ""
         self._config_error: str | None = None
         self._redis: Redis | None = None
@@ -214,8 +203,8 @@ class ResponseCache:
             "store_errors": self.store_errors,
             "bytes_stored": self.bytes_stored,
             "breaker_skips": self.breaker_skips,
-            "flight_leaders": self.flight_leaders,
-            "flight_followers": self.flight_followers,
+            "flight_leaders": self.flights.leaders,
+            "flight_followers": self.flights.followers,
         }
 
     # ------------------------------------------------------------------ Redis I/O (fail open)
@@ -318,52 +307,10 @@ class ResponseCache:
             except Exception as exc:
                 log.debug("response cache: error while closing: %s", self._describe(exc))
 
-    # ------------------------------------------------------------------ single-flight
-
     async def run_once(self, key: str, produce: Callable[[], Awaitable[T]]) -> T:
-        """Run ``produce`` once for all concurrent callers with the same ``key`` in this process.
-
-        The first caller (the leader) runs ``produce()``; callers arriving while it runs
-        (followers) wait for it. ``produce`` should return the final Message dict, or None when
-        the result is not cacheable (error, aborted stream, …).
-
-        * leader returns a non-None value -> every follower gets its own deep copy of it;
-        * leader returns None, raises, or is cancelled -> followers do not hang and do not see
-          the leader's exception: each runs its own ``produce()`` concurrently (no second round
-          of single-flight, so an uncacheable request is never serialised);
-        * a cancelled follower does not affect the leader or the other followers.
-
-        The leader's own exception propagates to the leader only. The flight table is
-        per-process (and per event loop use): each uvicorn worker has its own. Only use this for
-        requests where sharing one answer is acceptable, i.e. ``cacheable_request`` is True.
-        """
-        flight = self._flights.get(key)
-        if flight is not None:
-            self.flight_followers += 1
-            flight.followers += 1
-            ok, value = await asyncio.shield(flight.done)
-            if ok and value is not None:
-                result: T = copy.deepcopy(value)
-                return result
-            return await produce()
-
-        flight = _Flight(asyncio.get_running_loop().create_future())
-        self._flights[key] = flight
-        self.flight_leaders += 1
-        outcome: tuple[bool, Any] = (False, None)
-        try:
-            produced = await produce()
-            # Snapshot for the followers now, so that later changes by the leader's caller to
-            # its own object cannot leak into what they receive.
-            snapshot = copy.deepcopy(produced) if flight.followers else produced
-            outcome = (True, snapshot)
-            return produced
-        finally:
-            if self._flights.get(key) is flight:
-                del self._flights[key]
-            if not flight.done.done():
-                flight.done.set_result(outcome)
+        """Single-flight for cacheable requests; see proxy_app.flight.SingleFlight.run_once."""
+        return await self.flights.run_once(key, produce)
 
     def in_flight(self) -> int:
         """Number of keys currently being produced by a leader (for /metrics or tests)."""
-        return len(self._flights)
+        return self.flights.in_flight()

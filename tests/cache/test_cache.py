@@ -338,7 +338,7 @@ async def test_run_once_collapses_concurrent_identical_requests() -> None:
     assert all(r == result for r in results)
     assert results[0] is result  # the leader gets its own object, followers get copies
     assert len({id(r) for r in results}) == 5
-    assert (cache.flight_leaders, cache.flight_followers) == (1, 4)
+    assert (cache.flights.leaders, cache.flights.followers) == (1, 4)
     assert cache.in_flight() == 0
 
 
