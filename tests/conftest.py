@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,6 +14,7 @@ import uvicorn
 from proxy_app.config import Settings
 from proxy_app.main import create_app
 from tests.ollama_double.server import OllamaDouble
+from tests.ports import free_port
 
 pytest_plugins = ["tests.redis_tls"]
 
@@ -30,12 +30,6 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         if name.startswith(SCRUBBED_PREFIXES) or name in SCRUBBED:
             monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

@@ -21,7 +21,6 @@ from __future__ import annotations
 import atexit
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -34,6 +33,8 @@ from typing import Any
 import pytest
 import redis
 import trustme
+
+from tests.ports import free_port
 
 __all__ = [
     "RedisTLSCerts",
@@ -88,12 +89,6 @@ def make_certs(directory: Path) -> RedisTLSCerts:
         leaf.private_key_pem.write_to_path(str(key_path))
         key_path.chmod(0o600)
     return certs
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 _LIVE: weakref.WeakSet[RedisTLSServer] = weakref.WeakSet()

@@ -13,7 +13,6 @@ import json
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -26,15 +25,10 @@ from testinfra.host import Host
 from inventories.tunnel import REPO, TunnelError, parse_exports, wait_for_port
 from tests.claude_code.cli import run_claude
 from tests.infra.conftest import InfraHost, Target
+from tests.ports import free_port
 
 pytestmark = [pytest.mark.infra, pytest.mark.claude_code]
 SCRIPT_PATH = "/api/_double/script"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +36,7 @@ def tunnel(infra_host: InfraHost, infra_target: Target) -> Iterator[dict[str, st
     """Open the tunnel with the helper; yield the Claude Code environment it printed."""
     if infra_target.inventory is None:
         pytest.skip("the tunnel helper needs an inventory (not available with --hosts)")
-    port = _free_port()
+    port = free_port()
     argv = [sys.executable, "-m", "inventories.tunnel", "--inventory", str(infra_target.inventory)]
     argv += ["--host", str(infra_host.name), "--local-port", str(port), "--open"]
     proc = subprocess.Popen(

@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from tests.ports import free_port
+
 from .archive import build_archive
 from .server import (
     ERR_CONTEXT,
@@ -64,10 +66,6 @@ def chat(double: OllamaDouble, **body: Any) -> tuple[int, dict[str, str], list[d
     return status, headers, [json.loads(line) for line in data.splitlines() if line.strip()]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --------------------------------------------------------------------------- management API
