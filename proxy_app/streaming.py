@@ -92,8 +92,7 @@ class AnthropicEventStream:
         return self.stop_reason is not None
 
     def start(self) -> list[Event]:
-        skeleton = {**self.message(), "content": [], "stop_reason": None, "usage": self._usage(1)}
-        return [("message_start", {"type": "message_start", "message": skeleton})]
+        return [start_event(self.message())]
 
     def feed(self, chunk: dict[str, Any]) -> list[Event]:
         """One non-final Ollama chunk; after a stop sequence matched, `done` is true."""
@@ -192,15 +191,7 @@ class AnthropicEventStream:
         arguments = tool_input_json(arguments)
         block = {"type": "tool_use", "id": new_tool_id(), "name": name, "input": arguments}
         self.content.append(block)
-        index = len(self.content) - 1
-        start = {**block, "input": {}}
-        delta = {"type": "input_json_delta", "partial_json": json.dumps(arguments)}
-        return [
-            *events,
-            _event("content_block_start", index=index, content_block=start),
-            _event("content_block_delta", index=index, delta=delta),
-            _event("content_block_stop", index=index),
-        ]
+        return events + block_events(len(self.content) - 1, block)
 
     def _finish(self, reason: str) -> list[Event]:
         events = self._close()
@@ -218,36 +209,39 @@ def closing_events(message: dict[str, Any]) -> list[Event]:
     ]
 
 
-def replay_events(message: dict[str, Any], message_id: str) -> list[Event]:
-    """The full event sequence for a stored Message, under a fresh id (cache hits)."""
-    usage = message["usage"]
+def start_event(message: dict[str, Any]) -> Event:
+    """message_start: the message's skeleton, before any content or stop reason."""
     skeleton = {
         **message,
-        "id": message_id,
         "content": [],
         "stop_reason": None,
         "stop_sequence": None,
-        "usage": {**usage, "output_tokens": 1},
+        "usage": {**message["usage"], "output_tokens": 1},
     }
-    events: list[Event] = [("message_start", {"type": "message_start", "message": skeleton})]
+    return _event("message_start", message=skeleton)
+
+
+def block_events(index: int, block: dict[str, Any]) -> list[Event]:
+    """A complete content block as start, one delta carrying all of it, and stop."""
+    kind = block["type"]
+    if kind == "tool_use":
+        start = {**block, "input": {}}
+        delta = {"type": "input_json_delta", "partial_json": json.dumps(block["input"])}
+    else:
+        start = {**block, kind: ""}
+        delta = {"type": f"{kind}_delta", kind: block[kind]}
+    return [
+        _event("content_block_start", index=index, content_block=start),
+        _event("content_block_delta", index=index, delta=delta),
+        _event("content_block_stop", index=index),
+    ]
+
+
+def replay_events(message: dict[str, Any], message_id: str) -> list[Event]:
+    """The full event sequence for a stored Message, under a fresh id (cache hits)."""
+    events = [start_event({**message, "id": message_id})]
     for index, block in enumerate(message["content"]):
-        kind = block["type"]
-        if kind == "tool_use":
-            start, delta = (
-                {**block, "input": {}},
-                {
-                    "type": "input_json_delta",
-                    "partial_json": json.dumps(block["input"]),
-                },
-            )
-        else:
-            start = {**block, kind: ""}
-            delta = {"type": f"{kind}_delta", kind: block[kind]}
-        events += [
-            _event("content_block_start", index=index, content_block=start),
-            _event("content_block_delta", index=index, delta=delta),
-            _event("content_block_stop", index=index),
-        ]
+        events += block_events(index, block)
     return events + closing_events(message)
 
 
