@@ -151,35 +151,31 @@ def canonical_name(name: str) -> str:
 
 
 class ModelCatalog:
-    """Which models Ollama has (name → digest), refreshed every `ttl` seconds or on a miss."""
+    """Ollama's /api/tags by canonical model name, refreshed every `ttl` seconds or on a miss."""
 
     def __init__(self, client: OllamaClient, ttl: float = 10.0) -> None:
         self._client = client
         self._ttl = ttl
-        self._digests: dict[str, str] = {}
+        self._tags: dict[str, dict[str, Any]] = {}
         self._fetched = 0.0
         self._capabilities: dict[str, list[str]] = {}
 
-    async def refresh(self) -> dict[str, str]:
+    async def refresh(self) -> dict[str, dict[str, Any]]:
+        """Fetch /api/tags now: {canonical name: its entry (digest, modified_at, details…)}."""
         tags = await self._client.get_json("/api/tags", timeout=5.0)
-        self._digests = {
-            canonical_name(m.get("name") or m.get("model", "")): str(m.get("digest", ""))
-            for m in tags.get("models", [])
+        self._tags = {
+            canonical_name(m.get("name") or m.get("model", "")): m for m in tags.get("models", [])
         }
         self._fetched = time.monotonic()
-        return self._digests
-
-    async def models(self) -> dict[str, str]:
-        if time.monotonic() - self._fetched > self._ttl:
-            await self.refresh()
-        return self._digests
+        return self._tags
 
     async def digest(self, name: str) -> str | None:
         """The model's digest, or None when Ollama does not have it (after a fresh look)."""
         name = canonical_name(name)
-        if name not in await self.models():
+        if name not in self._tags or time.monotonic() - self._fetched > self._ttl:
             await self.refresh()
-        return self._digests.get(name)
+        entry = self._tags.get(name)
+        return None if entry is None else str(entry.get("digest", ""))
 
     async def capabilities(self, name: str) -> list[str]:
         """From /api/show, cached per digest; an old Ollama without the field means none known."""

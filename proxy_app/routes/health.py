@@ -24,7 +24,8 @@ async def health(services: ServicesDep) -> JSONResponse:
         components["ollama"] = {"status": "ok", "version": version.get("version", "")}
         models = await services.catalog.refresh()
         if model in models:
-            components["model"] = {"status": "ok", "name": model, "digest": models[model]}
+            digest = str(models[model].get("digest", ""))
+            components["model"] = {"status": "ok", "name": model, "digest": digest}
         else:
             components["model"] = {
                 "status": "error",

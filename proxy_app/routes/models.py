@@ -13,7 +13,6 @@ from proxy_app.aliases import resolve_model
 from proxy_app.auth import authenticate
 from proxy_app.deps import ServicesDep
 from proxy_app.errors import InvalidRequestError, NotFoundError
-from proxy_app.ollama import canonical_name
 
 router = APIRouter()
 
@@ -64,14 +63,12 @@ async def get_model(model_id: str, request: Request, services: ServicesDep) -> J
 
 async def _entries(services: ServicesDep) -> list[dict[str, Any]]:
     settings = services.settings
-    tags = await services.ollama.get_json("/api/tags", timeout=5.0)
+    tags = await services.catalog.refresh()
     entries = []
     for aliased, target in settings.model_aliases.items():
         entries.append(_entry(aliased, target, EPOCH, settings.num_ctx))
-    for model in tags.get("models", []):
-        name = canonical_name(model.get("name") or model.get("model", ""))
-        created = _rfc3339(model.get("modified_at"))
-        entries.append(_entry(name, name, created, settings.num_ctx))
+    for name, tag in tags.items():
+        entries.append(_entry(name, name, _rfc3339(tag.get("modified_at")), settings.num_ctx))
     return entries
 
 
