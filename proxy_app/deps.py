@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Request
 
+from proxy_app.cache import ResponseCache
 from proxy_app.config import Settings
 from proxy_app.metrics import Metrics
 from proxy_app.ollama import ModelCatalog, OllamaClient
@@ -20,7 +21,7 @@ class Services:
     catalog: ModelCatalog
     estimator: TokenEstimator
     metrics: Metrics
-    cache: Any = None  # proxy_app.cache.ResponseCache when PROXY_REDIS_URL is set
+    cache: ResponseCache  # disabled (never touches Redis) when PROXY_REDIS_URL is empty
 
 
 def get_services(request: Request) -> Services:

@@ -6,7 +6,6 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -14,6 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from proxy_app.cache import ResponseCache
 from proxy_app.config import Settings
 from proxy_app.deps import Services
 from proxy_app.errors import (
@@ -50,15 +50,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             catalog=ModelCatalog(ollama),
             estimator=TokenEstimator(),
             metrics=app.state.metrics,
-            cache=_make_cache(settings),
+            cache=ResponseCache(settings),
         )
         app.state.services = services
         try:
             yield
         finally:
             await ollama.aclose()
-            if services.cache is not None:
-                await services.cache.aclose()
+            await services.cache.aclose()
 
     app = FastAPI(
         title="proxy_app",
@@ -76,14 +75,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_middleware(RequestIdMiddleware, metrics=app.state.metrics)
     return app
-
-
-def _make_cache(settings: Settings) -> Any:
-    if not settings.cache_enabled:
-        return None
-    from proxy_app.cache import ResponseCache
-
-    return ResponseCache(settings)
 
 
 def error_response(error: ProxyError, request_id: str) -> JSONResponse:

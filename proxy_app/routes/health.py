@@ -35,8 +35,7 @@ async def health(services: ServicesDep) -> JSONResponse:
     except ProxyError as exc:
         components["ollama"] = {"status": "error", "error": exc.message}
         components["model"] = {"status": "unknown", "name": model}
-    cache = services.cache
-    components["cache"] = await cache.health() if cache is not None else {"status": "disabled"}
+    components["cache"] = await services.cache.health()
     if components["ollama"]["status"] != "ok":
         status = "unhealthy"
     elif any(c["status"] == "error" for c in components.values()):
@@ -49,6 +48,5 @@ async def health(services: ServicesDep) -> JSONResponse:
 
 @router.get("/metrics")
 async def metrics(services: ServicesDep) -> PlainTextResponse:
-    cache = services.cache
-    stats = cache.stats() if cache is not None else {}
+    stats = services.cache.stats()
     return PlainTextResponse(services.metrics.render(stats), media_type="text/plain; version=0.0.4")

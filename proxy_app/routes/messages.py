@@ -96,9 +96,8 @@ async def _plan(body: CountTokensRequest, services: Services) -> Plan:
 def _cache_policy(request: Request, services: Services, planned: Plan, api_key: str) -> CachePolicy:
     cache = services.cache
     material = planned.upstream.key_material()
-    if cache is None or not cache.cacheable_request(material):
-        if cache is not None:
-            cache.record_bypass()
+    if not cache.cacheable_request(material):  # cache off, or not this request's mode
+        cache.record_bypass()
         return CachePolicy()
     directives = request.headers.get("cache-control", "").lower()
     policy = CachePolicy(
