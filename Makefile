@@ -56,31 +56,31 @@ unit: venv
 	$(BIN)/pytest tests/unit tests/integration tests/cache tests/ollama_double
 
 sandbox-up: deps
-	$(BIN)/python -m tests.sandbox up
+	$(BIN)/python -m sandbox up
 
 sandbox-down: venv
-	$(BIN)/python -m tests.sandbox down
+	$(BIN)/python -m sandbox down
 
 sandbox-status: venv
-	$(BIN)/python -m tests.sandbox status
+	$(BIN)/python -m sandbox status
 
-# The sandbox's Ollama comes from a local file server (tests/deploy/release.py) serving the
+# The sandbox's Ollama comes from a local file server (sandbox/release.py) serving the
 # Ollama API double's release archive; rented hosts download the pinned real release.
 deploy: deps
 ifeq ($(INVENTORY),inventories/local.py)
-	$(BIN)/python -m tests.sandbox up
-	$(BIN)/python -m tests.deploy.release -- $(BIN)/pyinfra -y $(INVENTORY) deploy.py
+	$(BIN)/python -m sandbox up
+	$(BIN)/python -m sandbox.release -- $(BIN)/pyinfra -y $(INVENTORY) deploy.py
 else
 	$(BIN)/pyinfra -y $(INVENTORY) deploy.py
 endif
 	$(BIN)/pytest -q -p no:cacheprovider tests/infra --inventory $(INVENTORY) -m "not claude_code"
-	@$(BIN)/python -m inventories.tunnel --inventory $(INVENTORY)
+	@$(BIN)/python -m fleet.tunnel --inventory $(INVENTORY)
 
 check-hosts: venv
 	$(BIN)/pytest -q -p no:cacheprovider tests/infra --inventory $(INVENTORY) -m "not claude_code"
 
 tunnel: venv
-	$(BIN)/python -m inventories.tunnel --inventory $(INVENTORY) $(if $(HOST),--host $(HOST),)
+	$(BIN)/python -m fleet.tunnel --inventory $(INVENTORY) $(if $(HOST),--host $(HOST),)
 
 bench: deps
 	$(BIN)/python -m bench

@@ -1,6 +1,6 @@
 """`python -m bench` (`make bench`): proxy_app vs no proxy vs LiteLLM, one run, on loopback.
 
-Targets, all behind the same Ollama API double (its own process, tests/ollama_double):
+Targets, all behind the same Ollama API double (its own process, ollama_double/):
   direct          POST /api/chat on the double with what proxy_app sends upstream (the floor)
   proxy_app       python -m proxy_app, response cache off
   proxy_app+hit   python -m proxy_app with a TLS-only redis-server; every measured request hits
@@ -160,7 +160,7 @@ def run_target(
             server = servers.start_proxy(workdir, "proxy_app", double.url, API_KEY,
                                          workers=args.workers)
         elif target == "proxy_app+hit":
-            from tests.redis_tls import RedisTLSServer, make_certs
+            from devkit.redis_tls import RedisTLSServer, make_certs
 
             redis = RedisTLSServer(make_certs(workdir / "certs"), workdir / "redis")
             redis.start()

@@ -1,7 +1,7 @@
 """Benchmark: ResponseCache.get() latency for a ~50 KB Message over TLS on loopback.
 
 Usage: .venv/bin/python bench/cache_hit.py [--iterations 2000] [--size 50000]
-Starts its own TLS-only redis-server (tests/redis_tls.py helpers; needs `redis-server`).
+Starts its own TLS-only redis-server (devkit/redis_tls.py helpers; needs `redis-server`).
 Target: hit p50 <= 3 ms.
 """
 
@@ -20,9 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from devkit.redis_tls import RedisTLSServer, make_certs  # noqa: E402
 from proxy_app.cache import ResponseCache  # noqa: E402
 from proxy_app.config import Settings  # noqa: E402
-from tests.redis_tls import RedisTLSServer, make_certs  # noqa: E402
 
 
 def big_message(size: int) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import signal
 import sys
 from typing import Any
 
-from tests.ollama_double.server import OllamaDouble, Reply
+from ollama_double.server import OllamaDouble, Reply
 
 MODEL = "qwen2.5-coder:7b"
 

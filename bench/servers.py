@@ -1,7 +1,7 @@
 """Start/stop the bench's servers as subprocesses on free 127.0.0.1 ports, with readiness checks.
 
 Servers: the Ollama API double, proxy_app (`python -m proxy_app`), a TLS-only redis-server
-(tests/redis_tls.py) and the LiteLLM proxy (its own venv, bench/.litellm-venv). Each `Proc` can
+(devkit/redis_tls.py) and the LiteLLM proxy (its own venv, bench/.litellm-venv). Each `Proc` can
 report its process tree's peak RSS (VmHWM, reset per load case through /proc/PID/clear_refs) and
 CPU time.
 """
@@ -19,7 +19,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.ports import free_port
+from devkit.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"

@@ -1,7 +1,7 @@
 """Overrides for group `local` (inventories/local.py: the sandbox host).
 
 The sandbox has no internet, so Ollama comes from a local file server on the control machine
-serving the Ollama API double's release archive (tests/ollama_double/archive.py). Its URL,
+serving the Ollama API double's release archive (ollama_double/archive.py). Its URL,
 SHA-256 and version are known only at run time: the test harness (or `make`) writes them to
 `<sandbox state dir>/ollama_release.json` (default `.sandbox/`, or $SANDBOX_STATE_DIR):
 
@@ -48,7 +48,7 @@ if inventory.get_group("local", default=None):
         else:
             raise InventoryError(
                 f"{__release_file} is missing or incomplete, so the sandbox has no Ollama "
-                "release; run the deploy through `python -m tests.deploy.release -- pyinfra -y "
+                "release; run the deploy through `python -m sandbox.release -- pyinfra -y "
                 "inventories/local.py deploy.py` (or `make deploy`), which builds the archive, "
                 "serves it and writes it."
             ) from None

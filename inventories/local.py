@@ -1,6 +1,6 @@
 """Static inventory for the local sandbox host: a vast.ai-shaped container, SSH on loopback.
 
-Start it first with `make sandbox-up` (or `python -m tests.sandbox up`), then, from the repo root:
+Start it first with `make sandbox-up` (or `python -m sandbox up`), then, from the repo root:
     pyinfra -y inventories/local.py deploy.py
 The sandbox writes its port, key and known_hosts into its state dir (env SANDBOX_STATE_DIR, default
 `<repo>/.sandbox`); this file only reads them. Executed by pyinfra with only `__file__` defined.
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pyinfra.api.exceptions import InventoryError
 
-# Same default as tests/sandbox: `<repo>/.sandbox`, or SANDBOX_STATE_DIR.
+# Same default as sandbox/: `<repo>/.sandbox`, or SANDBOX_STATE_DIR.
 _repo = Path(__file__).resolve().parents[1]
 _state = Path(os.environ.get("SANDBOX_STATE_DIR") or _repo / ".sandbox")
 
@@ -25,7 +25,7 @@ def _sandbox_port(state: Path) -> int:
     except (OSError, ValueError):
         raise InventoryError(
             f"The sandbox host is not running (no live sandbox in {state}); "
-            "run `make sandbox-up` (or `python -m tests.sandbox up`) first."
+            "run `make sandbox-up` (or `python -m sandbox up`) first."
         ) from None
     return port
 

@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 import uvicorn
 
+from devkit.ports import free_port
+from ollama_double.server import OllamaDouble
 from proxy_app.config import Settings
 from proxy_app.main import create_app
-from tests.ollama_double.server import OllamaDouble
-from tests.ports import free_port
 
-pytest_plugins = ["tests.redis_tls"]
+pytest_plugins = ["devkit.redis_tls"]
 
 API_KEY = "sk-test-key"
 SCRUBBED_PREFIXES = ("PROXY_", "ANTHROPIC_", "SSL_CERT", "REQUESTS_CA", "CURL_CA")
@@ -34,7 +34,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def double() -> Iterator[OllamaDouble]:
-    """The Ollama API double (tests/ollama_double), with qwen2.5-coder:7b pulled."""
+    """The Ollama API double (ollama_double/), with qwen2.5-coder:7b pulled."""
     with OllamaDouble(models=["qwen2.5-coder:7b"], default_num_ctx=32768) as server:
         yield server
 

@@ -1,4 +1,4 @@
-"""proxy_app.cache against a real TLS-only redis-server (fixtures from tests/redis_tls.py)."""
+"""proxy_app.cache against a real TLS-only redis-server (fixtures from devkit/redis_tls.py)."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
+from devkit.redis_tls import RedisTLSCerts, RedisTLSServer
 from proxy_app.cache import KEY_PREFIX, ResponseCache
 from proxy_app.config import Settings
-from tests.redis_tls import RedisTLSCerts, RedisTLSServer
 
 pytestmark = pytest.mark.anyio
 

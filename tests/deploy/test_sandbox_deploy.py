@@ -1,7 +1,7 @@
 """The real deploy against the sandbox host (a vast-shaped container without systemd).
 
 One fresh sandbox (own state dir, container layer and port) per module; Ollama is the API
-double's release archive served from this machine (tests/deploy/release.py), nothing else is
+double's release archive served from this machine (sandbox/release.py), nothing else is
 faked. Runs: first deploy -> second deploy changes nothing -> a wrong checksum stops the host.
 """
 
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.release import served_release
-from tests.sandbox import Sandbox, build_rootfs, default_rootfs
+from sandbox import Sandbox, build_rootfs, default_rootfs
+from sandbox.release import served_release
 
 pytestmark = pytest.mark.sandbox
 REPO = Path(__file__).resolve().parents[2]

@@ -25,11 +25,11 @@ import pytest
 import testinfra
 from testinfra.host import Host
 
-from inventories.tunnel import REPO, TunnelError, load_inventory, role_defaults
+from fleet.tunnel import REPO, TunnelError, load_inventory, role_defaults
 from roles.facts import SUPERVISOR_CONF
+from sandbox import default_state_dir
 from tests.infra.deployed import INVENTORY as DEPLOYED_INVENTORY
 from tests.infra.deployed import deployed_sandbox  # noqa: F401 - fixture
-from tests.sandbox import default_state_dir
 
 LOADED = pytest.StashKey[Any]()
 

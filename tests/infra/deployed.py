@@ -1,8 +1,8 @@
 """Session fixture: the sandbox host, deployed once per test session with `deploy.py`.
 
 Used by tests/infra when no ``--inventory``/``--hosts`` is given (the full suite). It starts the
-sandbox (``tests.sandbox``, default state dir) unless it already runs, serves the Ollama double's
-release archive (``tests.deploy.release``), runs ``pyinfra -y inventories/local.py deploy.py``
+sandbox (``sandbox``, default state dir) unless it already runs, serves the Ollama double's
+release archive (``sandbox.release``), runs ``pyinfra -y inventories/local.py deploy.py``
 and loads the inventory while the archive is still announced (group_data/local.py needs it).
 The archive stays served, and a sandbox it started is stopped, at the end of the session.
 
@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 
-from inventories.tunnel import REPO, TunnelError, load_inventory
-from tests.deploy.release import served_release
-from tests.sandbox import Sandbox, SandboxError
+from fleet.tunnel import REPO, TunnelError, load_inventory
+from sandbox import Sandbox, SandboxError
+from sandbox.release import served_release
 
 PYINFRA = Path(sys.executable).with_name("pyinfra")
 INVENTORY = REPO / "inventories" / "local.py"

@@ -1,6 +1,6 @@
 """Claude Code on this machine -> the tunnel helper's ssh tunnel -> proxy_app on the host.
 
-The tunnel is opened by `python -m inventories.tunnel --open` on a free local port, and Claude
+The tunnel is opened by `python -m fleet.tunnel --open` on a free local port, and Claude
 Code gets exactly the environment the helper prints. On the sandbox, Ollama is the API double:
 its replies are scripted through the double's admin endpoint ``/api/_double/script`` (over ssh,
 with curl on the host); a real Ollama has no such endpoint, so there the answer is only checked
@@ -22,10 +22,10 @@ from typing import Any
 import pytest
 from testinfra.host import Host
 
-from inventories.tunnel import REPO, TunnelError, parse_exports, wait_for_port
+from devkit.ports import free_port
+from fleet.tunnel import REPO, TunnelError, parse_exports, wait_for_port
 from tests.claude_code.cli import run_claude
 from tests.infra.conftest import InfraHost, Target
-from tests.ports import free_port
 
 pytestmark = [pytest.mark.infra, pytest.mark.claude_code]
 SCRIPT_PATH = "/api/_double/script"
@@ -37,7 +37,7 @@ def tunnel(infra_host: InfraHost, infra_target: Target) -> Iterator[dict[str, st
     if infra_target.inventory is None:
         pytest.skip("the tunnel helper needs an inventory (not available with --hosts)")
     port = free_port()
-    argv = [sys.executable, "-m", "inventories.tunnel", "--inventory", str(infra_target.inventory)]
+    argv = [sys.executable, "-m", "fleet.tunnel", "--inventory", str(infra_target.inventory)]
     argv += ["--host", str(infra_host.name), "--local-port", str(port), "--open"]
     proc = subprocess.Popen(
         argv,

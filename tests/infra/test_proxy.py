@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from testinfra.host import Host
 
-from inventories.tunnel import TunnelError, proxy_key
+from fleet.tunnel import TunnelError, proxy_key
 from roles.proxy import ENV_FILE
 from tests.infra.conftest import listener_pid
 

@@ -10,9 +10,9 @@ import anthropic
 import httpx
 import pytest
 
+from devkit.redis_tls import RedisTLSServer
+from ollama_double.server import OllamaDouble, Reply
 from tests.conftest import API_KEY, LiveProxy
-from tests.ollama_double.server import OllamaDouble, Reply
-from tests.redis_tls import RedisTLSServer
 
 BODY = {
     "model": "claude-sonnet-5",

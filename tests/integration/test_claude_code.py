@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from ollama_double.server import ERR_QUEUE_FULL, OllamaDouble, Reply
 from tests.claude_code.cli import run_claude
 from tests.conftest import API_KEY, LiveProxy
-from tests.ollama_double.server import ERR_QUEUE_FULL, OllamaDouble, Reply
 
 pytestmark = pytest.mark.claude_code
 

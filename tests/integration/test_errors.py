@@ -8,8 +8,8 @@ import anthropic
 import httpx
 import pytest
 
+from ollama_double.server import ERR_QUEUE_FULL, OllamaDouble, Reply
 from tests.conftest import API_KEY, LiveProxy
-from tests.ollama_double.server import ERR_QUEUE_FULL, OllamaDouble, Reply
 
 GOOD = {
     "model": "claude-sonnet-5",

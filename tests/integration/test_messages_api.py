@@ -10,8 +10,8 @@ import anthropic
 import httpx
 import pytest
 
+from ollama_double.server import OllamaDouble, Reply
 from tests.conftest import API_KEY, LiveProxy
-from tests.ollama_double.server import OllamaDouble, Reply
 
 WEATHER_TOOL = {
     "name": "get_weather",

@@ -17,10 +17,9 @@ from typing import Any
 
 import pytest
 
-from tests.ports import free_port
-
-from .archive import build_archive
-from .server import (
+from devkit.ports import free_port
+from ollama_double.archive import build_archive
+from ollama_double.server import (
     ERR_CONTEXT,
     ERR_QUEUE_FULL,
     OllamaDouble,
@@ -29,7 +28,7 @@ from .server import (
 )
 
 MODEL = "qwen2.5-coder:7b"
-TESTS_DIR = Path(__file__).resolve().parent.parent
+REPO_DIR = Path(__file__).resolve().parents[2]
 FINAL_FIELDS = {
     "model", "created_at", "message", "done", "done_reason", "total_duration", "load_duration",
     "prompt_eval_count", "prompt_eval_duration", "eval_count", "eval_duration",
@@ -376,7 +375,7 @@ def test_keep_alive_connection_reuse(od: OllamaDouble) -> None:
 
 
 def _cli(args: list[str], env: dict[str, str], **kw: Any) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ollama_double", *args], env=env, cwd=TESTS_DIR,
+    return subprocess.run([sys.executable, "-m", "ollama_double", *args], env=env, cwd=REPO_DIR,
                           capture_output=True, text=True, timeout=30, **kw)
 
 
@@ -394,7 +393,7 @@ def _wait_up(port: int, proc: subprocess.Popen[str]) -> None:
 
 class _Serve:
     def __init__(self, cmd: list[str], env: dict[str, str], port: int) -> None:
-        self.proc = subprocess.Popen(cmd, env=env, cwd=TESTS_DIR, stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen(cmd, env=env, cwd=REPO_DIR, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True)
         self.port = port
         self.log = ""
@@ -414,7 +413,7 @@ class _Serve:
 def cli_env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OLLAMA_")}
     env.update(OLLAMA_HOST=f"127.0.0.1:{free_port()}", OLLAMA_MODELS=str(tmp_path / "models"),
-               PYTHONPATH=str(TESTS_DIR), HOME=str(tmp_path))
+               PYTHONPATH=str(REPO_DIR), HOME=str(tmp_path))
     return env
 
 

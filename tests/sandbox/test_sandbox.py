@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from .host import REPO, Sandbox
-from .rootfs import _pem_set, build_rootfs, default_rootfs
-from .system import find_processes, mounts_under, pid_namespace, pids_in_namespace
+from sandbox.host import REPO, Sandbox
+from sandbox.rootfs import _pem_set, build_rootfs, default_rootfs
+from sandbox.system import find_processes, mounts_under, pid_namespace, pids_in_namespace
 
 pytestmark = pytest.mark.sandbox
 PYINFRA = Path(sys.executable).with_name("pyinfra")

@@ -1,4 +1,4 @@
-"""inventories/tunnel.py: the ssh command and Claude Code's env, rendered from host data."""
+"""fleet/tunnel.py: the ssh command and Claude Code's env, rendered from host data."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from inventories import tunnel
+from fleet import tunnel
 
 DATA = {
     **tunnel.role_defaults(),

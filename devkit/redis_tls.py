@@ -1,6 +1,6 @@
 """Pytest plugin: a real, TLS-only `redis-server` on 127.0.0.1 with throwaway certificates.
 
-Register with ``pytest_plugins = ["tests.redis_tls"]``. Needs the ``redis-server`` binary
+Register with ``pytest_plugins = ["devkit.redis_tls"]``. Needs the ``redis-server`` binary
 (Debian package ``redis-server``, built with TLS); tests using the fixtures are skipped without it.
 
 Fixtures
@@ -34,7 +34,7 @@ import pytest
 import redis
 import trustme
 
-from tests.ports import free_port
+from devkit.ports import free_port
 
 __all__ = [
     "RedisTLSCerts",

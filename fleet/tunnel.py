@@ -1,6 +1,6 @@
 """SSH tunnel to a deployed host's proxy_app, and the environment Claude Code needs to use it.
 
-    python -m inventories.tunnel --inventory inventories/local.py [--host NAME]
+    python -m fleet.tunnel --inventory inventories/local.py [--host NAME]
                                  [--local-port 8001] [--open]
 
 Prints the `ssh -N -L …` command and `export` lines for Claude Code. With `--open` it also runs
@@ -227,7 +227,7 @@ def wait_for_port(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m inventories.tunnel",
+        prog="python -m fleet.tunnel",
         description="Print (or open) the SSH tunnel to a host's proxy_app and Claude Code's env.",
     )
     parser.add_argument("--inventory", default="inventories/local.py", help="pyinfra inventory")

@@ -1,4 +1,4 @@
-"""CLI: `python -m tests.sandbox {build,up,down,destroy,status,ssh-config,ssh}` (run as root).
+"""CLI: `python -m sandbox {build,up,down,destroy,status,ssh-config,ssh}` (run as root).
 
 Environment: SANDBOX_STATE_DIR (default <repo>/.sandbox), SANDBOX_ROOTFS (default
 /var/cache/llm-selfhost/bookworm-rootfs), SANDBOX_DATA_DIR (container layer), SANDBOX_SSH_PORT,
@@ -19,7 +19,7 @@ from .rootfs import build_rootfs
 
 def main(argv: list[str] | None = None) -> int:
     """Run one sandbox command; return the exit status (status: 0 running, 3 stopped)."""
-    parser = argparse.ArgumentParser(prog="python -m tests.sandbox", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     build = commands.add_parser("build", help="build the cached rootfs if missing or stale")
     build.add_argument("--force", action="store_true", help="rebuild even if current")

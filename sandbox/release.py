@@ -1,13 +1,13 @@
 """Serve the Ollama double's release archive to the sandbox, as GitHub serves the real one.
 
 The sandbox shares the control machine's network, so a file server on 127.0.0.1 is reachable
-from it. ``served_release`` builds the archive (tests/ollama_double/archive.py), serves it,
+from it. ``served_release`` builds the archive (ollama_double/archive.py), serves it,
 and writes ``<sandbox state dir>/ollama_release.json`` for group_data/local.py. The file stays
 when the server stops: its version and SHA-256 still describe what was installed (the archive
 is reproducible), which the host checks and the tunnel helper read; only a deploy needs the URL,
 and a deploy runs through here, which rewrites it. As a command it wraps another command:
 
-    python -m tests.deploy.release -- pyinfra -y inventories/local.py deploy.py
+    python -m sandbox.release -- pyinfra -y inventories/local.py deploy.py
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from contextlib import contextmanager
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from ollama_double.archive import build_archive
 from roles.ollama.defaults import DEFAULTS
-from tests.ollama_double.archive import build_archive
-from tests.sandbox import default_state_dir
+from sandbox import default_state_dir
 
 RELEASE_FILE = "ollama_release.json"
 
@@ -67,7 +67,7 @@ def served_release(
 
 def main(argv: list[str] | None = None) -> int:
     """Serve the archive while running the given command; return its exit status."""
-    parser = argparse.ArgumentParser(prog="python -m tests.deploy.release", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m sandbox.release", description=__doc__)
     parser.add_argument("--version", default=None, help="version the double reports")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="command to run (after --)")
     args = parser.parse_args(argv)

@@ -34,7 +34,7 @@ from .system import (
     unmount_under,
 )
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 INIT_SH = Path(__file__).with_name("init.sh")
 HOST_NAME = "sandbox"
 DEFAULT_SSH_PORT = 2222
@@ -90,7 +90,7 @@ class Sandbox:
             return int(self.port_path.read_text())
         except (OSError, ValueError):
             raise SandboxError(
-                f"No sandbox port in {self.port_path}; run `python -m tests.sandbox up`."
+                f"No sandbox port in {self.port_path}; run `python -m sandbox up`."
             ) from None
 
     def is_running(self) -> bool:

@@ -29,7 +29,7 @@ README = """\
 This is NOT Ollama: it is the llm-selfhost Ollama API test double.
 
 lib/ollama/ of a real Ollama release holds the CUDA/ROCm/Vulkan runner libraries. This archive
-was built by llm-selfhost's tests/ollama_double/archive.py: bin/ollama is a python3 script that
+was built by llm-selfhost's ollama_double/archive.py: bin/ollama is a python3 script that
 imitates Ollama's REST API and CLI (serve, list, pull, ps, rm, show, run, -v) for deploy tests on
 a sandbox host. No model runs; replies are canned.
 """
@@ -51,7 +51,7 @@ def build_script(version: str) -> str:
     cli = cli[:start] + cli[cli.index("\n", end) + 1 :]
     return (
         "#!/usr/bin/env python3\n"
-        f"# ollama {version} -- Ollama API TEST DOUBLE (llm-selfhost tests/ollama_double), "
+        f"# ollama {version} -- Ollama API TEST DOUBLE (llm-selfhost ollama_double), "
         "not Ollama.\n# Generated file: server.py + cli.py concatenated. Do not edit.\n"
         + server
         + "\n\n# ==================== cli.py ====================\n"

@@ -27,7 +27,7 @@ INCLUDE = ("openssh-server", "python3", "ca-certificates", "iproute2", "procps",
 STAMP = "etc/llm-selfhost-sandbox.json"
 EXTRA_CA_DIR = "usr/local/share/ca-certificates/llm-selfhost-host"
 SSHD_DROP_IN = """\
-# managed by tests/sandbox -- do not edit
+# managed by sandbox/ -- do not edit
 # The port comes from `sshd -p` at start; vast's sshd is keys-only as root as well.
 ListenAddress 127.0.0.1
 PermitRootLogin prohibit-password
@@ -37,7 +37,7 @@ PrintMotd no
 """
 # Outbound TLS here is intercepted; pip ignores the system store (it bundles certifi) unless told.
 PIP_CONF = """\
-# managed by tests/sandbox -- do not edit
+# managed by sandbox/ -- do not edit
 [global]
 cert = /etc/ssl/certs/ca-certificates.crt
 """
@@ -110,7 +110,7 @@ def build_rootfs(rootfs: Path | None = None, *, force: bool = False, log=print) 
         if users:
             raise SandboxError(
                 f"The rootfs {rootfs} is in use by a running sandbox (pids {users}); "
-                "run `python -m tests.sandbox down` first."
+                "run `python -m sandbox down` first."
             )
         _remove_tree(rootfs.parent, f".{rootfs.name}.build-")
         tmp = rootfs.parent / f".{rootfs.name}.build-{os.getpid()}"

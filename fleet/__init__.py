@@ -1,0 +1,1 @@
+"""Commands a user runs against the whole fleet from the control machine (tunnel, …)."""
