@@ -5,18 +5,17 @@ PYTHON      ?= python3
 VENV        := .venv
 BIN         := $(VENV)/bin
 INVENTORY   ?= inventories/local.py
-APT_PACKAGES := redis-server debootstrap openssh-client openssl zstd systemd curl iproute2 procps
+SANDBOX_HOSTS ?= 1
+export SANDBOX_HOSTS
+APT_PACKAGES := redis-server debootstrap openssh-client openssl zstd systemd curl iproute2 procps \
+                slirp4netns
 
 .PHONY: help venv apt node deps test lint unit deploy sandbox-up sandbox-down sandbox-status \
-        check-hosts tunnel bench bench-deploy clean
+        sandbox-restart check-hosts tunnel bench bench-deploy clean
 
-help:
-	@echo "make deploy        provision $(INVENTORY) (INVENTORY=inventories/vast.py for rented hosts)"
-	@echo "make test          install everything and run the whole suite"
-	@echo "make check-hosts   testinfra host checks against INVENTORY"
-	@echo "make tunnel        print the ssh tunnel and Claude Code environment (HOST=name)"
-	@echo "make sandbox-up / sandbox-down   start / stop the local sandbox host"
-	@echo "make bench         benchmarks (bench/results/)"
+help: ## list every target
+	@awk -F':.*## ' '/^[a-z][a-z-]*:.*## / {printf "make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo "(INVENTORY=$(INVENTORY); INVENTORY=inventories/vast.py for rented hosts)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,10 +25,10 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[deploy,test]'
 	touch $@
 
-venv: $(VENV)/.installed
+venv: $(VENV)/.installed ## create .venv with every Python dependency
 
 # Debian packages the tests and the sandbox need (skipped when all are present).
-apt:
+apt: ## install the Debian packages the tests and the sandbox need
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "installing: $$missing"; \
@@ -41,54 +40,54 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-node: node_modules/.installed
+node: node_modules/.installed ## install the pinned Claude Code CLI (node_modules)
 
-deps: apt venv node
+deps: apt venv node ## apt + venv + node
 
-lint: venv
+lint: venv ## ruff and mypy
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: deps lint
+test: deps lint ## install everything and run the whole suite
 	$(BIN)/pytest
 
-unit: venv
+unit: venv ## the fast tests only (no sandbox, no deploy)
 	$(BIN)/pytest tests/unit tests/integration tests/cache tests/ollama_double
 
-sandbox-up: deps
+sandbox-up: deps ## start sandbox-1..N (SANDBOX_HOSTS=N, default 1)
 	$(BIN)/python -m sandbox up
 
-sandbox-down: venv
+sandbox-down: venv ## stop every sandbox host
 	$(BIN)/python -m sandbox down
 
-sandbox-status: venv
+sandbox-status: venv ## print each sandbox host's state
 	$(BIN)/python -m sandbox status
 
-# The sandbox's Ollama comes from a local file server (sandbox/release.py) serving the
-# Ollama API double's release archive; rented hosts download the pinned real release.
-deploy: deps
+sandbox-restart: venv ## kill and boot one host like a vast.ai stop/start (HOST=sandbox-1)
+	$(BIN)/python -m sandbox restart $(or $(HOST),sandbox-1)
+
+# On the sandbox, the fleet's local release server stands in for Ollama's GitHub download
+# (inventories/local.py hands its URL and SHA-256 to the deploy); rented hosts download the
+# pinned real release.
+deploy: deps ## provision INVENTORY (default: the local sandbox fleet), check it, print the tunnel
 ifeq ($(INVENTORY),inventories/local.py)
 	$(BIN)/python -m sandbox up
-	$(BIN)/python -m sandbox.release -- $(BIN)/pyinfra -y $(INVENTORY) deploy.py
-else
-	$(BIN)/pyinfra -y $(INVENTORY) deploy.py
 endif
+	$(BIN)/pyinfra -y $(INVENTORY) deploy.py
 	$(BIN)/pytest -q -p no:cacheprovider tests/infra --inventory $(INVENTORY) -m "not claude_code"
 	@$(BIN)/python -m fleet.tunnel --inventory $(INVENTORY)
 
-check-hosts: venv
+check-hosts: venv ## testinfra host checks against INVENTORY
 	$(BIN)/pytest -q -p no:cacheprovider tests/infra --inventory $(INVENTORY) -m "not claude_code"
 
-tunnel: venv
+tunnel: venv ## print the ssh tunnel and Claude Code environment (HOST=name)
 	$(BIN)/python -m fleet.tunnel --inventory $(INVENTORY) $(if $(HOST),--host $(HOST),)
 
-bench: deps
+bench: deps ## benchmarks (bench/results/)
 	$(BIN)/python -m bench
 
-# First sandbox deploy and idempotent re-run times, for bench/ (rootfs build excluded).
-bench-deploy: deps
-	DEPLOY_TIMES_FILE=$(CURDIR)/bench/results/deploy_times.json \
-	  $(BIN)/pytest -q -p no:cacheprovider tests/deploy/test_sandbox_deploy.py
+bench-deploy: deps ## time the first deploy and the re-run on fleets of 1 and 2 sandbox hosts
+	$(BIN)/python -m bench.deploy
 
-clean:
+clean: ## remove .venv, node_modules and build output
 	rm -rf $(VENV) node_modules build dist *.egg-info

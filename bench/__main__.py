@@ -8,7 +8,7 @@ Targets, all behind the same Ollama API double (its own process, ollama_double/)
 Each target: the captured Claude Code request (tests/fixtures/claude_code/first_request.json),
 non-streaming and streaming, at concurrency 1 and 16. Results: bench/results/latest.{json,md}
 plus a dated copy. Also included: bench/cache_hit.py's ResponseCache.get() micro-benchmark, and
-bench/results/deploy_times.json when present (written by the deploy tests; any JSON object, e.g.
+bench/results/deploy_times.json when present (written by `make bench-deploy`; any JSON object, e.g.
 {"first_run_s": 512.3, "rerun_s": 41.0, "inventory": "inventories/local.py",
 "date": "2026-01-01T00:00:00+00:00"}), copied as is into the results.
 """

@@ -266,7 +266,19 @@ def markdown(results: dict[str, Any]) -> str:
     deploy = results.get("deploy_times")
     out += ["", "## Sandbox deploy times", ""]
     if deploy is None:
-        out.append("No `bench/results/deploy_times.json` (written by the deploy tests).")
+        out.append("No `bench/results/deploy_times.json` (written by `make bench-deploy`).")
+    elif isinstance(deploy, dict) and isinstance(deploy.get("runs"), list):
+        out += [
+            f"{deploy.get('inventory', '')}, {deploy.get('machine', '')}, {deploy.get('date', '')}",
+            "",
+            "| hosts | fleet up (s) | first deploy (s) | re-run (s) | re-run changes |",
+            "|---|---|---|---|---|",
+        ]
+        out += [
+            f"| {r['hosts']} | {r['fleet_up_s']} | {r['first_run_s']} | {r['rerun_s']} | "
+            f"{r['rerun_changes']} |"
+            for r in deploy["runs"]
+        ]
     elif isinstance(deploy, dict):
         out += [f"- {k}: {val}" for k, val in deploy.items()]
     else:

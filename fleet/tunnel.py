@@ -4,7 +4,10 @@
                                  [--local-port 8001] [--open]
 
 Prints the `ssh -N -L …` command and `export` lines for Claude Code. With `--open` it also runs
-that ssh in the foreground until ssh exits (Ctrl-C closes the tunnel). The host's data comes
+that ssh in the foreground until ssh exits (Ctrl-C closes the tunnel). When the local port is
+taken, printing never fails: a tunnel (or proxy_app) already answering there is reported and its
+lines printed; anything else gets the lines for the next free port. Only `--open` with an
+explicit `--local-port` that is taken is an error. The host's data comes
 from the inventory (`pyinfra <inventory> debug-inventory --json`, so group_data/ applies) on top
 of the roles' defaults; the API key is `secrets/proxy_api_key`, as the deploy wrote it.
 Exit status 2 with one sentence when the inventory, the host, the key or the local port is wrong.
@@ -21,6 +24,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -206,6 +211,40 @@ def check_local_port(port: int) -> None:
         )
 
 
+def proxy_health(port: int) -> str | None:
+    """The ``status`` proxy_app's /health reports on 127.0.0.1:``port``, or None."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/health")
+    try:
+        with urllib.request.urlopen(request, timeout=3) as answer:
+            body = json.loads(answer.read())
+    except urllib.error.HTTPError as error:  # 503: proxy_app answers, but is unhealthy
+        try:
+            body = json.loads(error.read())
+        except ValueError:
+            return None
+    except (OSError, ValueError):
+        return None
+    status = body.get("status") if isinstance(body, dict) else None
+    return str(status) if status else None
+
+
+def settle_port(port: int, explicit: bool, opening: bool) -> tuple[int, str]:
+    """Return the local port to use and a note for the terminal ("" when ``port`` is free).
+
+    A taken port is an error only when opening on a port the user named; otherwise an answering
+    tunnel is reported (and kept) and anything else moves to the next free port.
+    """
+    if not port_in_use(port):
+        return port, ""
+    if opening and explicit:
+        check_local_port(port)
+    health = proxy_health(port)
+    if health is not None and not opening:
+        return port, f"A tunnel is already open on 127.0.0.1:{port} (proxy_app reports {health})."
+    alternative = free_port_near(port)
+    return alternative, f"Local port {port} is in use; using {alternative} instead."
+
+
 def wait_for_port(
     port: int, proc: subprocess.Popen[Any] | None = None, timeout: float = 30
 ) -> None:
@@ -232,17 +271,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--inventory", default="inventories/local.py", help="pyinfra inventory")
     parser.add_argument("--host", default=None, help="inventory host name (default: the first)")
-    parser.add_argument("--local-port", type=int, default=DEFAULT_LOCAL_PORT)
+    parser.add_argument(
+        "--local-port", type=int, default=None, help=f"default {DEFAULT_LOCAL_PORT}"
+    )
     parser.add_argument("--open", action="store_true", help="run the tunnel in the foreground")
     args = parser.parse_args(argv)
     try:
-        check_local_port(args.local_port)
+        port, note = settle_port(
+            args.local_port or DEFAULT_LOCAL_PORT, args.local_port is not None, args.open
+        )
         entry = pick_host(load_inventory(args.inventory), args.host)
-        command = ssh_command(str(entry["name"]), entry["data"], args.local_port)
-        text = render(command, claude_env(entry["data"], args.local_port, proxy_key()))
+        command = ssh_command(str(entry["name"]), entry["data"], port)
+        text = render(command, claude_env(entry["data"], port, proxy_key()))
     except TunnelError as exc:
         print(exc, file=sys.stderr)
         return 2
+    if note:
+        print(note, file=sys.stderr)
     print(text, end="", flush=True)
     if not args.open:
         return 0
@@ -250,8 +295,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     proc = subprocess.Popen(command, stdin=subprocess.DEVNULL)
     try:
-        wait_for_port(args.local_port, proc)
-        print(f"Tunnel open on 127.0.0.1:{args.local_port}; Ctrl-C closes it.", file=sys.stderr)
+        wait_for_port(port, proc)
+        print(f"Tunnel open on 127.0.0.1:{port}; Ctrl-C closes it.", file=sys.stderr)
         return proc.wait()
     except TunnelError as exc:
         print(exc, file=sys.stderr)

@@ -78,17 +78,16 @@ def wait_for_url(url: str, timeout: int, what: str):
 
 
 @operation()
-def supervisord_running():
-    """Start supervisord from its Debian config when it is not running (nothing else will)."""
+def supervisord_running(hook: str):
+    """
+    Start supervisord when it is not running, through the on-start hook a restart runs.
+
+    + hook: the script that starts supervisord (and waits for it), as on every container start
+    """
     if host.get_fact(SupervisorPrograms) is not None:
         host.noop("supervisord is running")
         return
-    yield f"supervisord -c {SUPERVISOR_CONF}"
-    # supervisord forks before its socket is up; wait for it so later supervisorctl calls work.
-    yield (
-        "i=0; until supervisorctl -c /etc/supervisor/supervisord.conf pid >/dev/null 2>&1; do "
-        'i=$((i+1)); [ "$i" -ge 20 ] && exit 1; sleep 0.5; done'
-    )
+    yield f"sh {shlex.quote(hook)}"
 
 
 @operation()

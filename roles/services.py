@@ -1,8 +1,11 @@
 """The one place that branches systemd vs supervisord.
 
-A host runs systemd when ``/run/systemd/system`` exists (the test testinfra uses too);
-otherwise (vast.ai containers, the sandbox) programs run under supervisord, installed and
-started here when missing. Roles describe a program by its templates:
+A host runs systemd when ``/run/systemd/system`` exists (the test testinfra uses too); its units
+are enabled, so a reboot starts them. Otherwise (vast.ai containers, the sandbox) programs run
+under supervisord, installed and started here when missing. A container restart (vast.ai's
+stop/start) kills every process and runs only the image's entrypoint and ``/root/onstart.sh``, the
+instance's on-start script; so supervisord is started by a hook (``ONSTART_HOOK``) that
+``/root/onstart.sh`` calls, the deploy included. Roles describe a program by its templates:
 
 - ``templates/systemd/<unit>.service.j2`` -> ``/etc/systemd/system/<unit>.service``
 - any other ``templates/systemd/<file>.j2`` -> ``/etc/systemd/system/<unit>.service.d/<file>``
@@ -26,6 +29,12 @@ from roles.facts import SUPERVISOR_CONF
 
 SUPERVISOR_CONF_DIR = "/etc/supervisor/conf.d"
 SUPERVISOR_LOG_DIR = "/var/log/supervisor"
+# vast.ai writes the instance's on-start commands here and runs the file on every start.
+VAST_ONSTART = "/root/onstart.sh"
+ONSTART_HOOK = "/opt/llm-selfhost/onstart.sh"
+# vast's base images start supervisord from this boot script themselves.
+VAST_SUPERVISOR_LAUNCH = "/etc/vast_boot.d/65-supervisor-launch.sh"
+TEMPLATES = Path(__file__).with_name("templates")
 # Per host: the "start supervisord" operation; starting it (re)starts every program too.
 _SUPERVISORD_STARTS: dict[str, OperationMeta] = {}
 
@@ -48,8 +57,24 @@ def ensure_manager() -> None:
     # Supervisor missing? vast base images ship their own; install Debian's otherwise.
     if not host.get_fact(Which, command="supervisorctl"):
         install_packages(["supervisor"], "supervisor")
+    files.template(
+        name="Install the on-start hook that starts supervisord",
+        src=str(TEMPLATES / "onstart.sh.j2"),
+        dest=ONSTART_HOOK,
+        user="root",
+        group="root",
+        mode="755",
+        supervisor_conf=SUPERVISOR_CONF,
+        vast_supervisor_launch=VAST_SUPERVISOR_LAUNCH,
+    )
+    # Every container start runs /root/onstart.sh (vast.ai's SSH/Jupyter launch modes).
+    files.line(
+        name=f"Run the on-start hook from {VAST_ONSTART}",
+        path=VAST_ONSTART,
+        line=f"sh {ONSTART_HOOK}",
+    )
     _SUPERVISORD_STARTS[host.name] = ops.supervisord_running(
-        name="Start supervisord if it is not running"
+        name="Start supervisord if it is not running", hook=ONSTART_HOOK
     )
 
 

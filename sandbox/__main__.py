@@ -1,8 +1,9 @@
-"""CLI: `python -m sandbox {build,up,down,destroy,status,ssh-config,ssh}` (run as root).
+"""CLI: `python -m sandbox {build,up,down,restart,destroy,status,ssh-config,ssh}` (run as root).
 
-Environment: SANDBOX_STATE_DIR (default <repo>/.sandbox), SANDBOX_ROOTFS (default
-/var/cache/llm-selfhost/bookworm-rootfs), SANDBOX_DATA_DIR (container layer), SANDBOX_SSH_PORT,
-SANDBOX_MIRROR (default: this machine's apt mirror).
+Environment: SANDBOX_HOSTS (fleet size for `up`, default 1), SANDBOX_STATE_DIR (fleet directory,
+default <repo>/.sandbox), SANDBOX_ROOTFS (default /var/cache/llm-selfhost/bookworm-rootfs),
+SANDBOX_DATA_DIR (where the container layers go), SANDBOX_SSH_PORT (first host's ssh port, default
+2222), SANDBOX_MIRROR (default: this machine's apt mirror).
 """
 
 from __future__ import annotations
@@ -13,56 +14,76 @@ import sys
 import time
 
 from .errors import SandboxError
-from .host import Sandbox, stop_all
+from .fleet import Fleet
+from .host import stop_all
 from .rootfs import build_rootfs
+
+ROOT_ONLY = ("build", "up", "down", "restart", "destroy")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one sandbox command; return the exit status (status: 0 running, 3 stopped)."""
+    """Run one sandbox command; return the exit status."""
     parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     build = commands.add_parser("build", help="build the cached rootfs if missing or stale")
     build.add_argument("--force", action="store_true", help="rebuild even if current")
-    commands.add_parser("up", help="start the sandbox (idempotent), building the rootfs if needed")
-    down = commands.add_parser("down", help="stop it: no processes, no mounts left")
+    up = commands.add_parser("up", help="start sandbox-1…N (idempotent), building the rootfs")
+    up.add_argument(
+        "-n", "--hosts", type=int, default=int(os.environ.get("SANDBOX_HOSTS") or 1),
+        help="fleet size (env SANDBOX_HOSTS, default 1)",
+    )  # fmt: skip
+    down = commands.add_parser("down", help="stop every host: no processes, no mounts left")
     down.add_argument("--all", action="store_true", help="stop every sandbox on this machine")
-    commands.add_parser("destroy", help="down, then delete the container layer (rootfs stays)")
-    commands.add_parser("status", help="print running/stopped (exit 0/3)")
-    commands.add_parser("ssh-config", help="print the OpenSSH config block")
-    ssh = commands.add_parser("ssh", help="ssh into the sandbox, optionally running a command")
+    restart = commands.add_parser("restart", help="kill every process of a host and boot it")
+    restart.add_argument("host", help="sandbox-1, sandbox-2…")
+    commands.add_parser("destroy", help="down, then delete the container layers (rootfs stays)")
+    commands.add_parser("status", help="print each host's state (exit 0 either way)")
+    config = commands.add_parser("ssh-config", help="print the OpenSSH config of the fleet")
+    config.add_argument("host", nargs="?", help="one host only")
+    ssh = commands.add_parser("ssh", help="ssh into a host, optionally running a command")
+    ssh.add_argument("host", help="sandbox-1, sandbox-2…")
     ssh.add_argument("remote", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
 
-    if os.geteuid() != 0 and args.command not in ("status", "ssh-config", "ssh"):
+    if os.geteuid() != 0 and args.command in ROOT_ONLY:
         print("The sandbox needs root (debootstrap, namespaces, mounts).", file=sys.stderr)
         return 1
-    sandbox = Sandbox()
+    fleet = Fleet()
     try:
         if args.command == "build":
             if not build_rootfs(force=args.force):
-                print(f"{sandbox.rootfs} is current")
+                print(f"{fleet.rootfs} is current")
         elif args.command == "up":
             started = time.monotonic()
-            sandbox.up()
+            hosts = fleet.up(args.hosts)
             took = time.monotonic() - started
-            print(f"sandbox up in {took:.1f}s: {' '.join(sandbox.ssh_argv())}")
+            for box in hosts:
+                print(f"{box.name} up: {' '.join(box.ssh_argv())}")
+            print(f"{len(hosts)} sandbox host(s) up in {took:.1f}s")
         elif args.command == "down":
+            names = fleet.down()
             if args.all:
-                print(f"stopped {len(stop_all())} sandbox(es)")
-            sandbox.down()
-            print("sandbox stopped")
+                print(f"stopped {len(stop_all())} other sandbox(es)")
+            print(f"stopped {', '.join(names) or 'nothing (no sandbox host)'}")
+        elif args.command == "restart":
+            started = time.monotonic()
+            box = fleet.restart(args.host)
+            print(f"{box.name} restarted in {time.monotonic() - started:.1f}s")
         elif args.command == "destroy":
-            sandbox.destroy()
-            print(f"sandbox stopped; removed {sandbox.data_dir}")
+            names = fleet.destroy()
+            print(f"destroyed {', '.join(names) or 'nothing'}; the rootfs {fleet.rootfs} stays")
         elif args.command == "status":
-            status = sandbox.status()
-            print(status)
-            return 0 if status.startswith("running") else 3
+            rows = fleet.status()
+            for name, status in rows:
+                print(f"{name}: {status}")
+            if not rows:
+                print("no sandbox hosts yet: `make sandbox-up` (SANDBOX_HOSTS=N) starts them")
         elif args.command == "ssh-config":
-            print(sandbox.ssh_config(), end="")
+            hosts = [fleet.host(args.host)] if args.host else fleet.hosts()
+            print("\n".join(box.ssh_config() for box in hosts), end="")
         elif args.command == "ssh":
             remote = args.remote[1:] if args.remote[:1] == ["--"] else args.remote
-            os.execvp("ssh", [*sandbox.ssh_argv(), *remote])
+            os.execvp("ssh", [*fleet.host(args.host).ssh_argv(), *remote])
     except SandboxError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -1,17 +1,27 @@
-"""The sandbox host: a vast.ai-shaped container made of a rootfs, namespaces and sshd.
+"""A sandbox host: a vast.ai-shaped container made of a rootfs, namespaces and sshd.
 
-`up()` mounts an overlay (cached rootfs below, a per-sandbox container layer above) in new
-PID, mount, UTS and IPC namespaces, pivots into it and runs sshd as PID 1 on 127.0.0.1:<port>. The
-network is the host's, as with `docker run --network host`. There is no systemd, like on vast.
+`up()` mounts an overlay (cached rootfs below, a per-host container layer above) in new PID,
+mount, UTS, IPC and network namespaces, pivots into it and boots like a vast.ai instance in SSH
+launch mode: sshd on port 22 as PID 1, then `/root/onstart.sh`. There is no systemd, like on vast.
 
-    sandbox = Sandbox().up()
+The network namespace is the host's own, as in a container: its 127.0.0.1 is private, so the
+services it runs are invisible from the control machine. slirp4netns (Debian's package, the
+user-mode network stack rootless Podman uses) gives it a tap device with outbound NAT — apt and
+pip reach the package registries — and forwards one loopback port of the control machine to
+sshd, the only door. slirp4netns rather than a veth pair with nftables NAT: it needs no address,
+route or firewall rule on the control machine, and every address it uses (10.0.2.0/24) lives
+inside the host's namespace; 10.0.2.2 there is the control machine's loopback.
+
+    sandbox = Sandbox(".sandbox/sandbox-1", name="sandbox-1").up()
     sandbox.run("cat /etc/debian_version").stdout
+    sandbox.restart()   # kill every process, boot again: what vast.ai's stop/start does
     sandbox.down()
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -39,41 +49,51 @@ INIT_SH = Path(__file__).with_name("init.sh")
 HOST_NAME = "sandbox"
 DEFAULT_SSH_PORT = 2222
 DEFAULT_UP_TIMEOUT = 60.0
-
-
-def default_state_dir() -> Path:
-    """Return the state directory (env `SANDBOX_STATE_DIR`, else `<repo>/.sandbox`)."""
-    return Path(os.environ.get("SANDBOX_STATE_DIR") or REPO / ".sandbox")
+# slirp4netns's fixed addresses inside a host's namespace (its default 10.0.2.0/24 network).
+GUEST_ADDRESS = "10.0.2.100"
+CONTROL_ADDRESS = "10.0.2.2"  # the control machine's loopback, as a sandbox host reaches it
+DNS_ADDRESS = "10.0.2.3"  # slirp4netns forwards it to the control machine's resolver
 
 
 class Sandbox:
     """Build, start, reach and stop the sandbox host.
 
-    + state_dir: pid file, ssh key, known_hosts, ssh_config, port, log (env `SANDBOX_STATE_DIR`)
+    + state_dir: pid files, ssh key, known_hosts, ssh_config, port, log
+    + name: the host name (its hostname inside, and its `Host` in ssh_config)
     + rootfs: cached Debian rootfs, the read-only lower layer (env `SANDBOX_ROOTFS`)
     + data_dir: the container layer, kept across down/up like vast's container storage
-      (env `SANDBOX_DATA_DIR`, default `/var/lib/llm-selfhost/sandbox-<hash of state_dir>`)
-    + ssh_port: None = env `SANDBOX_SSH_PORT`, else the last port or 2222 if free, else any free
-      port; 0 = any free port; N = exactly N
+      (default `/var/lib/llm-selfhost/sandbox-<hash of state_dir>`)
+    + ssh_port: the control machine's loopback port forwarded to sshd: None = the last port, or
+      ``default_port`` if free, else any free port; 0 = the last port, else any free port;
+      N = exactly N
+    + default_port: the port preferred on a first start (2222)
     """
 
     hostname = "127.0.0.1"
 
     def __init__(
         self,
-        state_dir: str | Path | None = None,
+        state_dir: str | Path,
         *,
+        name: str = HOST_NAME,
         rootfs: str | Path | None = None,
         data_dir: str | Path | None = None,
         ssh_port: int | None = None,
+        default_port: int | None = DEFAULT_SSH_PORT,
     ) -> None:
-        self.state_dir = Path(state_dir or default_state_dir()).absolute()
+        self.state_dir = Path(state_dir).absolute()
+        self.name = name
         self.rootfs = Path(rootfs or default_rootfs()).absolute()
         digest = hashlib.sha256(str(self.state_dir).encode()).hexdigest()[:12]
         default_data = f"/var/lib/llm-selfhost/sandbox-{digest}"
-        self.data_dir = Path(data_dir or os.environ.get("SANDBOX_DATA_DIR") or default_data)
+        # A host started with another layer (tests, SANDBOX_DATA_DIR) recorded it in its state.
+        recorded = self.state_dir / "data_dir"
+        if data_dir is None and recorded.exists():
+            data_dir = recorded.read_text().strip()
+        self.data_dir = Path(data_dir or default_data)
         self.data_dir = self.data_dir.absolute()
         self._wanted_port = ssh_port
+        self._default_port = default_port
 
     ssh_key_path = property(lambda self: self.state_dir / "id_ed25519")
     known_hosts_path = property(lambda self: self.state_dir / "known_hosts")
@@ -81,6 +101,8 @@ class Sandbox:
     pid_path = property(lambda self: self.state_dir / "unshare.pid")
     port_path = property(lambda self: self.state_dir / "port")
     log_path = property(lambda self: self.state_dir / "sandbox.log")
+    slirp_pid_path = property(lambda self: self.state_dir / "slirp4netns.pid")
+    slirp_socket = property(lambda self: self.state_dir / "slirp4netns.sock")
     merged = property(lambda self: self.data_dir / "merged")
 
     @property
@@ -109,7 +131,7 @@ class Sandbox:
         if not self.is_running():
             return "stopped"
         answers = "sshd answers" if self._ssh_ok() else "sshd not answering"
-        return f"running (127.0.0.1:{self.ssh_port}, init pid {self.init_pid()}, {answers})"
+        return f"running (ssh 127.0.0.1:{self.ssh_port}, init pid {self.init_pid()}, {answers})"
 
     def up(self, *, timeout: float = DEFAULT_UP_TIMEOUT, log=print) -> Sandbox:
         """Start the sandbox unless it already runs and answers; build the rootfs if needed."""
@@ -119,13 +141,27 @@ class Sandbox:
                     return self
                 log("Sandbox namespace alive but sshd is not answering; restarting it")
                 self._stop()
-            build_rootfs(self.rootfs, log=log)  # also syncs the CA certificates
-            port = self._choose_port()
-            self._write_state(port)
-            self._prepare_layer(log=log)
-            self._launch(port)
-            self._wait_for_ssh(timeout)
+            self._boot(timeout, log)
             return self
+
+    def restart(self, *, timeout: float = DEFAULT_UP_TIMEOUT, log=print) -> Sandbox:
+        """Kill every process of the host, then boot it again on the same port and layer.
+
+        What vast.ai does on stop/start: nothing survives but the container's disk, and the
+        instance boots through its entrypoint (sshd) and its on-start script.
+        """
+        with lock(self.state_dir / "lock"):
+            self._stop()
+            self._boot(timeout, log)
+            return self
+
+    def _boot(self, timeout: float, log) -> None:
+        build_rootfs(self.rootfs, log=log)  # also syncs the CA certificates
+        port = self._choose_port()
+        self._write_state(port)
+        self._prepare_layer(log=log)
+        self._launch(port)
+        self._wait_for_ssh(timeout)
 
     def down(self) -> None:
         """Stop every process of the sandbox and release every mount; a no-op when stopped."""
@@ -160,12 +196,12 @@ class Sandbox:
 
     def ssh_argv(self, *options: str) -> list[str]:
         """Return the argv prefix of an ssh client reaching the sandbox (`options` go before it)."""
-        return ["ssh", "-F", str(self.ssh_config_path), *options, HOST_NAME]
+        return ["ssh", "-F", str(self.ssh_config_path), *options, self.name]
 
     def ssh_config(self) -> str:
         """Return an OpenSSH config block for `ssh -F` and testinfra (`ssh://sandbox`)."""
         return (
-            f"Host {HOST_NAME}\n"
+            f"Host {self.name}\n"
             f"    HostName {self.hostname}\n"
             f"    Port {self.ssh_port}\n"
             "    User root\n"
@@ -190,6 +226,7 @@ class Sandbox:
 
     def _stop(self) -> None:
         unshares = self._unshare_pids()
+        _stop_pidfile(self.slirp_pid_path, str(self.slirp_socket))
         own = pid_namespace(os.getpid())
         namespaces = set()
         for pid in unshares:
@@ -214,14 +251,12 @@ class Sandbox:
 
     def _choose_port(self) -> int:
         wanted = self._wanted_port
-        if wanted is None and os.environ.get("SANDBOX_SSH_PORT"):
-            wanted = int(os.environ["SANDBOX_SSH_PORT"])
         if wanted:
             if not _port_free(wanted):
                 raise SandboxError(f"Port 127.0.0.1:{wanted} is taken; pick another SSH port.")
             return wanted
-        candidates = [] if wanted == 0 else [DEFAULT_SSH_PORT]
-        if wanted is None and self.port_path.exists():
+        candidates = [self._default_port] if wanted is None and self._default_port else []
+        if self.port_path.exists():  # a restart keeps its port, as inventories know it
             candidates.insert(0, self.ssh_port)
         for port in candidates:
             if _port_free(port):
@@ -245,13 +280,14 @@ class Sandbox:
         known = "".join(f"[{self.hostname}]:{port} {entry}\n" for entry in entries)
         self.known_hosts_path.write_text(known)
         self.port_path.write_text(f"{port}\n")
+        (state / "data_dir").write_text(f"{self.data_dir}\n")
         self.ssh_config_path.write_text(self.ssh_config())
-        (state / "hostname").write_text(f"{HOST_NAME}\n")
+        (state / "hostname").write_text(f"{self.name}\n")
         (state / "hosts").write_text(
-            f"127.0.0.1\tlocalhost\n127.0.1.1\t{HOST_NAME}\n"
+            f"127.0.0.1\tlocalhost\n{GUEST_ADDRESS}\t{self.name}\n"
             "::1\tlocalhost ip6-localhost ip6-loopback\n"
         )
-        (state / "resolv.conf").write_text(Path("/etc/resolv.conf").read_text())
+        (state / "resolv.conf").write_text(f"nameserver {DNS_ADDRESS}\n")
 
     def _prepare_layer(self, *, log) -> None:
         """Create the container layer; start it afresh when the rootfs below was rebuilt."""
@@ -272,16 +308,59 @@ class Sandbox:
         argv = [
             # setsid -f: detach from the caller's session; the shell records the pid unshare keeps.
             "setsid", "-f", "sh", "-c", 'echo $$ > "$0" && exec "$@"', str(self.pid_path),
-            "unshare", "--pid", "--mount", "--uts", "--ipc", "--fork", "--kill-child",
+            "unshare", "--pid", "--mount", "--uts", "--ipc", "--net", "--fork", "--kill-child",
             "--propagation", "private",
-            "sh", str(INIT_SH), str(self.rootfs), *layer, str(self.state_dir), str(port),
+            "sh", str(INIT_SH), str(self.rootfs), *layer, str(self.state_dir),
         ]  # fmt: skip
         with open(self.log_path, "a") as log:
-            log.write(f"--- up {time.strftime('%Y-%m-%d %H:%M:%S')} port {port}\n")
+            log.write(f"--- up {time.strftime('%Y-%m-%d %H:%M:%S')} ssh port {port}\n")
             log.flush()
             subprocess.run(
                 argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=clean_env(), check=True
             )
+            self._connect_network(port, log)
+
+    def _connect_network(self, port: int, log) -> None:
+        """Give the host's namespace its tap0 (slirp4netns) and forward 127.0.0.1:port to sshd."""
+        if shutil.which("slirp4netns") is None:
+            raise SandboxError(
+                "slirp4netns is not installed; run `apt-get install -y slirp4netns`."
+            )
+        init = self._wait_for(self.init_pid, "the namespace's init process")
+        self.slirp_socket.unlink(missing_ok=True)
+        argv = [
+            "setsid", "-f", "sh", "-c", 'echo $$ > "$0" && exec "$@"', str(self.slirp_pid_path),
+            "slirp4netns", "--configure", "--mtu=65520", "--api-socket", str(self.slirp_socket),
+            str(init), "tap0",
+        ]  # fmt: skip
+        subprocess.run(
+            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=clean_env(), check=True
+        )
+        self._wait_for(self.slirp_socket.exists, "slirp4netns's API socket")
+        forward = {
+            "execute": "add_hostfwd",
+            "arguments": {
+                "proto": "tcp", "host_addr": "127.0.0.1", "host_port": port, "guest_port": 22,
+            },
+        }  # fmt: skip
+        with socket.socket(socket.AF_UNIX) as api:
+            api.settimeout(10)
+            api.connect(str(self.slirp_socket))
+            api.sendall(json.dumps(forward).encode())
+            api.shutdown(socket.SHUT_WR)
+            answer = json.loads(api.recv(65536) or b"{}")
+        if "return" not in answer:
+            raise SandboxError(f"slirp4netns could not forward 127.0.0.1:{port} to sshd: {answer}")
+
+    def _wait_for(self, probe, what: str, timeout: float = 10):
+        deadline = time.monotonic() + timeout
+        while not (found := probe()):
+            if time.monotonic() > deadline:
+                raise SandboxError(
+                    f"{what} did not appear within {timeout:.0f}s; see {self.log_path}"
+                )
+            time.sleep(0.05)
+        return found
 
     def _wait_for_ssh(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -324,11 +403,27 @@ def stop_all() -> list[int]:
         for pid in unshares:
             _kill(pid)
     _wait_gone(unshares, strict=True)
+    for pid in find_processes("slirp4netns", "slirp4netns.sock"):
+        _kill(pid)
     return unshares
+
+
+def _stop_pidfile(pid_path: Path, needle: str) -> None:
+    """Kill the process a pid file names, if its argv still contains ``needle``."""
+    try:
+        pid = int(pid_path.read_text())
+    except (OSError, ValueError):
+        return
+    if is_alive(pid) and any(needle in arg for arg in cmdline(pid)):
+        _kill(pid)
+        _wait_gone([pid], strict=True)
+    pid_path.unlink(missing_ok=True)
 
 
 def _port_free(port: int) -> bool:
     with socket.socket() as probe:
+        # Like slirp4netns's listener: connections left in TIME_WAIT do not hold the port.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:

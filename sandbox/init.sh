@@ -1,11 +1,18 @@
 #!/bin/sh
-# Namespace init of the sandbox host; run by `unshare --pid --mount --uts --ipc --fork`.
+# Namespace init of the sandbox host; run by `unshare --pid --mount --uts --ipc --net --fork`.
 # Mounts the container layout (overlay root, /proc, /sys, /dev, tmpfs /run /tmp /dev/shm, Docker-style
-# bind mounts of /etc/resolv.conf, /etc/hostname, /etc/hosts), pivots into it and execs sshd as PID 1.
-# sshd reaps orphaned children (its SIGCHLD handler waits on any pid), so it can stand in for an init.
-# Usage: init.sh LOWER UPPER WORK MERGED STATE PORT
+# bind mounts of /etc/resolv.conf, /etc/hostname, /etc/hosts), pivots into it and boots the way
+# vast.ai's SSH launch mode does: its entrypoint (sshd on port 22), then the instance's on-start
+# script /root/onstart.sh, in the background, logging to /var/log/onstart.log.
+# sshd is PID 1: it reaps orphaned children (its SIGCHLD handler waits on any pid), like an init.
+# The network namespace is private; slirp4netns (started by the control machine) gives it tap0 with
+# outbound NAT and forwards one loopback port of the control machine to sshd's port 22.
+# Usage: init.sh LOWER UPPER WORK MERGED STATE
 set -eu
-lower=$1 upper=$2 work=$3 merged=$4 state=$5 port=$6
+lower=$1 upper=$2 work=$3 merged=$4 state=$5
+
+# The namespace's own loopback: the services bind 127.0.0.1 here, invisible from outside.
+ip link set lo up
 
 mount -t overlay overlay -o "lowerdir=$lower,upperdir=$upper,workdir=$work" "$merged"
 mount -t proc -o nosuid,nodev,noexec proc "$merged/proc"
@@ -37,10 +44,26 @@ install -m 600 "$state/id_ed25519.pub" "$merged/root/.ssh/authorized_keys"
 install -d -m 755 "$merged/run/sshd"
 cat "$state/hostname" > /proc/sys/kernel/hostname
 
+# Wait (10 s at most) for slirp4netns to bring tap0 up, so the on-start script has a network.
+i=0
+until ip -o -4 addr show dev tap0 2>/dev/null | grep -q inet; do
+    i=$((i + 1))
+    [ "$i" -ge 100 ] && echo "init.sh: tap0 did not come up; no outbound network" >&2 && break
+    sleep 0.1
+done
+
 # Swap roots like a container runtime so /proc/mounts inside lists only the container's mounts.
 cd "$merged"
 pivot_root . mnt
 cd /
 umount -l /mnt
-exec env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    /usr/sbin/sshd -D -e -p "$port"
+path=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+# The on-start script runs once sshd answers, as vast.ai runs it after its own entrypoint.
+if [ -f /root/onstart.sh ]; then
+    env -i PATH="$path" HOME=/root sh -c '
+        i=0
+        until [ -e /run/sshd.pid ] || [ "$i" -ge 50 ]; do i=$((i + 1)); sleep 0.1; done
+        echo "--- onstart $(date -u +%FT%TZ)"
+        exec bash /root/onstart.sh' >>/var/log/onstart.log 2>&1 </dev/null &
+fi
+exec env -i PATH="$path" /usr/sbin/sshd -D -e

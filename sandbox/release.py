@@ -1,13 +1,17 @@
-"""Serve the Ollama double's release archive to the sandbox, as GitHub serves the real one.
+"""Serve the Ollama double's release archive to the sandbox hosts, as GitHub serves the real one.
 
-The sandbox shares the control machine's network, so a file server on 127.0.0.1 is reachable
-from it. ``served_release`` builds the archive (ollama_double/archive.py), serves it,
-and writes ``<sandbox state dir>/ollama_release.json`` for group_data/local.py. The file stays
-when the server stops: its version and SHA-256 still describe what was installed (the archive
-is reproducible), which the host checks and the tunnel helper read; only a deploy needs the URL,
-and a deploy runs through here, which rewrites it. As a command it wraps another command:
+The sandbox hosts cannot download Ollama (no internet here), so a fleet runs a small file server
+on the control machine's loopback, which every host reaches at 10.0.2.2 (slirp4netns maps that
+address to the control machine's 127.0.0.1). It builds the archive (ollama_double/archive.py),
+serves it, and writes ``<fleet dir>/ollama_release.json``:
 
-    python -m sandbox.release -- pyinfra -y inventories/local.py deploy.py
+    {"version": "0.32.7", "url": "http://10.0.2.2:PORT/ollama-linux-amd64.tar.zst",
+     "sha256": "<hex>"}
+
+which inventories/local.py hands to the deploy as host data. ``Fleet.up`` starts it
+(``ensure_running``) and ``Fleet.down`` stops it. As a command (what ``ensure_running`` starts):
+
+    python -m sandbox.release serve --dir <fleet dir>
 """
 
 from __future__ import annotations
@@ -15,20 +19,22 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import subprocess
 import sys
-import tempfile
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+import time
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from ollama_double.archive import build_archive
 from roles.ollama.defaults import DEFAULTS
-from sandbox import default_state_dir
+
+from .errors import SandboxError
+from .host import CONTROL_ADDRESS
+from .system import clean_env, cmdline, is_alive
 
 RELEASE_FILE = "ollama_release.json"
+PID_FILE = "release.pid"
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):
@@ -36,48 +42,88 @@ class _QuietHandler(SimpleHTTPRequestHandler):
         pass
 
 
-@contextmanager
-def served_release(
-    workdir: Path, state_dir: Path | None = None, version: str | None = None
-) -> Iterator[dict[str, str]]:
-    """Build, serve and announce the double's archive; yield {"version", "url", "sha256"}."""
-    version = version or str(DEFAULTS["ollama_version"])
-    path, sha256 = build_archive(str(workdir), version, compression="zst")
-    handler = functools.partial(_QuietHandler, directory=str(workdir))
+def read_release(fleet_dir: Path) -> dict[str, str] | None:
+    """Return the announced release while its server runs, else None."""
+    try:
+        pid = int((fleet_dir / PID_FILE).read_text())
+        release = json.loads((fleet_dir / RELEASE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if not (is_alive(pid) and any("sandbox.release" in arg for arg in cmdline(pid))):
+        return None
+    return {key: str(release[key]) for key in ("version", "url", "sha256")}
+
+
+def ensure_running(fleet_dir: Path, timeout: float = 60) -> dict[str, str]:
+    """Start the release server for ``fleet_dir`` unless it runs; return the announced release."""
+    release = read_release(fleet_dir)
+    if release:
+        return release
+    fleet_dir.mkdir(parents=True, exist_ok=True)
+    (fleet_dir / RELEASE_FILE).unlink(missing_ok=True)
+    log = open(fleet_dir / "release.log", "a")  # noqa: SIM115 - handed to the child
+    with log:
+        subprocess.Popen(
+            [sys.executable, "-m", "sandbox.release", "serve", "--dir", str(fleet_dir)],
+            cwd=Path(__file__).resolve().parents[1],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            env={**clean_env(), "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + timeout
+    while not (release := read_release(fleet_dir)):
+        if time.monotonic() > deadline:
+            raise SandboxError(
+                f"The Ollama release server did not start within {timeout:.0f}s; "
+                f"see {fleet_dir / 'release.log'}."
+            )
+        time.sleep(0.1)
+    return release
+
+
+def stop(fleet_dir: Path) -> None:
+    """Stop the release server of ``fleet_dir``, if it runs."""
+    if read_release(fleet_dir) is None:
+        return
+    pid = int((fleet_dir / PID_FILE).read_text())
+    os.kill(pid, 15)
+    deadline = time.monotonic() + 10
+    while is_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (fleet_dir / PID_FILE).unlink(missing_ok=True)
+
+
+def serve(fleet_dir: Path, version: str) -> None:
+    """Build the archive into ``<fleet_dir>/release`` and serve it until terminated."""
+    folder = fleet_dir / "release"
+    folder.mkdir(parents=True, exist_ok=True)
+    path, sha256 = build_archive(str(folder), version, compression="zst")
+    handler = functools.partial(_QuietHandler, directory=str(folder))
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, name="ollama-release", daemon=True)
-    thread.start()
     port = server.server_address[1]
     release = {
         "version": version,
-        "url": f"http://127.0.0.1:{port}/{Path(path).name}",
+        "url": f"http://{CONTROL_ADDRESS}:{port}/{Path(path).name}",
         "sha256": sha256,
     }
-    state = Path(state_dir or default_state_dir())
-    state.mkdir(parents=True, exist_ok=True)
-    release_file = state / RELEASE_FILE
-    release_file.write_text(json.dumps(release, indent=2) + "\n")
-    try:
-        yield release
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    (fleet_dir / PID_FILE).write_text(f"{os.getpid()}\n")
+    (fleet_dir / RELEASE_FILE).write_text(json.dumps(release, indent=2) + "\n")
+    print(f"serving {release['url']} (sha256 {sha256[:12]}…)", flush=True)
+    server.serve_forever()
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Serve the archive while running the given command; return its exit status."""
+    """``serve --dir DIR [--version V]``: build and serve the archive in the foreground."""
     parser = argparse.ArgumentParser(prog="python -m sandbox.release", description=__doc__)
-    parser.add_argument("--version", default=None, help="version the double reports")
-    parser.add_argument("command", nargs=argparse.REMAINDER, help="command to run (after --)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("serve", help="build and serve the archive until terminated")
+    run.add_argument("--dir", type=Path, required=True, help="the fleet's state directory")
+    run.add_argument("--version", default=str(DEFAULTS["ollama_version"]))
     args = parser.parse_args(argv)
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    if not command:
-        parser.error("give a command to run while the archive is served, after --")
-    with tempfile.TemporaryDirectory(prefix="ollama-release-") as tmp:
-        with served_release(Path(tmp), version=args.version) as release:
-            sys.stderr.write(f"serving {release['url']} (sha256 {release['sha256'][:12]}…)\n")
-            return subprocess.run(command, check=False).returncode
+    serve(args.dir.absolute(), args.version)
+    return 0
 
 
 if __name__ == "__main__":

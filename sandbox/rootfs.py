@@ -21,15 +21,15 @@ from .errors import SandboxError
 from .system import clean_env, find_processes, lock, unmount_under
 
 # Bump when anything below changes what ends up in the rootfs.
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 SUITE = "bookworm"
 INCLUDE = ("openssh-server", "python3", "ca-certificates", "iproute2", "procps", "curl")
 STAMP = "etc/llm-selfhost-sandbox.json"
 EXTRA_CA_DIR = "usr/local/share/ca-certificates/llm-selfhost-host"
 SSHD_DROP_IN = """\
 # managed by sandbox/ -- do not edit
-# The port comes from `sshd -p` at start; vast's sshd is keys-only as root as well.
-ListenAddress 127.0.0.1
+# Port 22 in the host's own network namespace, reached through a forwarded loopback port of the
+# control machine; vast's sshd is keys-only as root as well.
 PermitRootLogin prohibit-password
 PasswordAuthentication no
 KbdInteractiveAuthentication no

@@ -16,7 +16,7 @@ from ollama_double.server import OllamaDouble
 from proxy_app.config import Settings
 from proxy_app.main import create_app
 
-pytest_plugins = ["devkit.redis_tls"]
+pytest_plugins = ["devkit.redis_tls", "tests.deployed"]
 
 API_KEY = "sk-test-key"
 SCRUBBED_PREFIXES = ("PROXY_", "ANTHROPIC_", "SSL_CERT", "REQUESTS_CA", "CURL_CA")

@@ -44,10 +44,6 @@ def deploy_redis() -> None:
     ca_crt, _ = secrets.ca()
     crt, key = secrets.server_cert(host.name)
     tls_dir = data.redis_tls_dir
-    # Debian's unit expects this pidfile (its RuntimeDirectory); under supervisor we make it.
-    files.directory(
-        name="Create /run/redis", path="/run/redis", user="redis", group="redis", mode="2755"
-    )
     files.directory(
         name="Create the Redis TLS folder", path=tls_dir, user="root", group="redis", mode="2750"
     )
@@ -83,6 +79,9 @@ def deploy_redis() -> None:
         maxmemory=data.redis_maxmemory,
         maxmemory_policy=data.redis_maxmemory_policy,
         extra_config=str(data.redis_extra_config).strip(),
+        # Debian's unit reads this pidfile (systemd makes /run/redis, its RuntimeDirectory);
+        # supervisor tracks the pid itself, and /run starts empty after a container restart.
+        pidfile="/run/redis/redis-server.pid" if services.uses_systemd() else "",
     )
     services.ensure_program(
         "redis",

@@ -52,6 +52,7 @@ SAMPLE = {
         "maxmemory": REDIS["redis_maxmemory"],
         "maxmemory_policy": REDIS["redis_maxmemory_policy"],
         "extra_config": "",
+        "pidfile": "",
     },
 }
 
@@ -183,3 +184,30 @@ def test_redis_conf_is_tls_only_on_loopback_in_the_foreground() -> None:
 def test_redis_extra_config_is_appended() -> None:
     text = render(ROLES / "redis/templates/redis.conf.j2", extra_config="hz 20")
     assert text.rstrip().endswith("hz 20")
+
+
+def test_redis_pidfile_only_where_systemd_reads_it() -> None:
+    assert not [
+        ln
+        for ln in render(ROLES / "redis/templates/redis.conf.j2").splitlines()
+        if ln.startswith("pidfile")
+    ]
+    text = render(ROLES / "redis/templates/redis.conf.j2", pidfile="/run/redis/redis-server.pid")
+    assert "pidfile /run/redis/redis-server.pid" in text.splitlines()
+
+
+def test_onstart_hook_is_a_managed_posix_script(tmp_path: Path) -> None:
+    env = jinja2.Environment(
+        undefined=jinja2.StrictUndefined, keep_trailing_newline=True, **jinja_options()
+    )
+    template = ROLES / "templates" / "onstart.sh.j2"
+    text = env.from_string(template.read_text()).render(
+        supervisor_conf="/etc/supervisor/supervisord.conf",
+        vast_supervisor_launch="/etc/vast_boot.d/65-supervisor-launch.sh",
+    )
+    assert text.startswith("#!/bin/sh\n# managed by pyinfra")
+    script = tmp_path / "onstart.sh"
+    script.write_text(text)
+    checked = subprocess.run(["sh", "-n", str(script)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+    assert 'supervisord -c "$conf"' in text

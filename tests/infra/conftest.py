@@ -8,7 +8,8 @@ Three ways to pick the hosts:
   inventory cannot be loaded, every check fails with pyinfra's reason.
 - ``pytest tests/infra --hosts=ssh://sandbox --ssh-config=.sandbox/ssh_config``: testinfra's own
   host selection; expected values are the roles' defaults with group_data/all.py.
-- neither (the full suite): the sandbox, deployed once per session (tests/infra/deployed.py);
+- neither (the full suite): the tests' own two-host sandbox fleet, deployed once per session,
+  with sandbox-2 restarted like a vast.ai container before the checks (tests/deployed.py);
   skipped where the sandbox cannot run (not root, no debootstrap).
 """
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import runpy
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,9 +28,8 @@ from testinfra.host import Host
 
 from fleet.tunnel import REPO, TunnelError, load_inventory, role_defaults
 from roles.facts import SUPERVISOR_CONF
-from sandbox import default_state_dir
-from tests.infra.deployed import INVENTORY as DEPLOYED_INVENTORY
-from tests.infra.deployed import deployed_sandbox  # noqa: F401 - fixture
+from tests.deployed import FLEET_HOSTS, DeployedFleet
+from tests.deployed import INVENTORY as DEPLOYED_INVENTORY
 
 LOADED = pytest.StashKey[Any]()
 
@@ -96,7 +96,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         params = ["<inventory>"] if isinstance(loaded, TunnelError) else [h["name"] for h in loaded]
         ids = [str(p) for p in params]
     else:
-        params = ids = ["sandbox"]
+        params = ids = list(FLEET_HOSTS)
     metafunc.parametrize("infra_host", params, ids=ids, indirect=True, scope="module")
 
 
@@ -143,8 +143,12 @@ def infra_target(
             pytest.fail(str(loaded), pytrace=False)
         hosts, inventory = loaded, Path(config.getoption("inventory")).resolve()
     else:
-        hosts, inventory = request.getfixturevalue("deployed_sandbox"), DEPLOYED_INVENTORY
-        env["SANDBOX_STATE_DIR"] = str(default_state_dir())
+        # The restart comes first, so the restarted host's checks run on services that came
+        # back by themselves.
+        request.getfixturevalue("restarted_host")
+        deployed: DeployedFleet = request.getfixturevalue("deployed_fleet")
+        hosts, inventory = deployed.hosts(), DEPLOYED_INVENTORY
+        env.update(deployed.env)
     folder = tmp_path_factory.mktemp("ssh")
     by_name = {h["name"]: h["data"] for h in hosts}
     return Target(by_name, _ssh_config(hosts, folder), inventory, env)
@@ -169,6 +173,15 @@ def infra_host(request: pytest.FixtureRequest, infra_target: Target) -> InfraHos
     name = request.param
     host = testinfra.get_host(f"ssh://{name}", ssh_config=str(infra_target.ssh_config))
     return InfraHost(name, host, infra_target.hosts[name])
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _deploy_env(infra_target: Target) -> Iterator[None]:
+    """The environment of the deploy under check (its secrets folder) for reading its secrets."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in infra_target.env.items():
+            patch.setenv(name, value)
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import http.server
 import shlex
 import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -88,12 +90,59 @@ def test_port_in_use_names_the_port_and_a_free_alternative(taken_port: int) -> N
     assert alternative != taken_port and not tunnel.port_in_use(alternative)
 
 
-def test_cli_exits_2_with_the_sentence_when_the_port_is_taken(
+def test_opening_on_a_taken_port_the_user_named_exits_2_with_the_sentence(
     taken_port: int, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert tunnel.main(["--local-port", str(taken_port)]) == 2
+    assert tunnel.main(["--open", "--local-port", str(taken_port)]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and f"Local port {taken_port} is already in use" in captured.err
+
+
+def test_printing_moves_from_a_taken_port_to_a_free_one(taken_port: int) -> None:
+    port, note = tunnel.settle_port(taken_port, explicit=True, opening=False)
+    assert port != taken_port and not tunnel.port_in_use(port)
+    assert note == f"Local port {taken_port} is in use; using {port} instead."
+
+
+def test_free_port_is_kept_without_a_note(taken_port: int) -> None:
+    free = tunnel.free_port_near(taken_port)
+    assert tunnel.settle_port(free, explicit=False, opening=True) == (free, "")
+
+
+@pytest.fixture
+def answering_tunnel() -> Iterator[int]:
+    """A local port where proxy_app's /health answers, as through an open tunnel."""
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b'{"status":"healthy"}' if self.path == "/health" else b"{}"
+            self.send_response(200 if self.path == "/health" else 404)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield int(server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_an_open_tunnel_is_reported_and_kept_when_printing(answering_tunnel: int) -> None:
+    port, note = tunnel.settle_port(answering_tunnel, explicit=False, opening=False)
+    assert port == answering_tunnel
+    assert note == f"A tunnel is already open on 127.0.0.1:{port} (proxy_app reports healthy)."
+
+
+def test_opening_beside_an_open_tunnel_on_the_default_port_moves_on(answering_tunnel: int) -> None:
+    port, note = tunnel.settle_port(answering_tunnel, explicit=False, opening=True)
+    assert port != answering_tunnel and "is in use; using" in note
 
 
 def test_missing_inventory_is_a_sentence(tmp_path: Path) -> None:

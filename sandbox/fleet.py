@@ -1,0 +1,151 @@
+"""A fleet of sandbox hosts, `sandbox-1` … `sandbox-N`, from the one cached rootfs.
+
+Each host has its own state directory `<fleet dir>/<name>/` (key, known_hosts, ssh port, pid
+files), its own container layer (an overlay upper directory) and its own network namespace; the
+fleet directory (default `<repo>/.sandbox`, env `SANDBOX_STATE_DIR`) also holds `fleet.json`, the
+host names inventories/local.py lists, and the Ollama release server's announcement.
+
+    fleet = Fleet()
+    fleet.up(2)                 # sandbox-1, sandbox-2 (and the release server)
+    fleet.restart("sandbox-1")  # like vast.ai's stop/start of one instance
+    fleet.down()
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from . import release
+from .errors import SandboxError
+from .host import DEFAULT_SSH_PORT, REPO, Sandbox
+from .rootfs import build_rootfs, default_rootfs
+from .system import lock
+
+FLEET_FILE = "fleet.json"
+PREFIX = "sandbox-"
+
+
+def default_fleet_dir() -> Path:
+    """Return the fleet directory (env `SANDBOX_STATE_DIR`, else `<repo>/.sandbox`)."""
+    return Path(os.environ.get("SANDBOX_STATE_DIR") or REPO / ".sandbox").absolute()
+
+
+def host_names(count: int) -> list[str]:
+    """Return the names of a fleet of ``count`` hosts."""
+    return [f"{PREFIX}{i}" for i in range(1, count + 1)]
+
+
+class Fleet:
+    """Start, list, restart and stop the sandbox hosts of one fleet directory.
+
+    + root: the fleet directory (default `default_fleet_dir()`)
+    + rootfs: the cached rootfs every host mounts read-only (env `SANDBOX_ROOTFS`)
+    + data_root: where the hosts' container layers go, `<data_root>/<name>` (env
+      `SANDBOX_DATA_DIR`; default: each host's own under /var/lib/llm-selfhost)
+    + base_port: host i prefers ssh port base_port + i - 1 (env `SANDBOX_SSH_PORT`, else 2222);
+      0 = any free port
+    """
+
+    def __init__(
+        self,
+        root: str | Path | None = None,
+        *,
+        rootfs: str | Path | None = None,
+        data_root: str | Path | None = None,
+        base_port: int | None = None,
+    ) -> None:
+        self.root = Path(root or default_fleet_dir()).absolute()
+        self.rootfs = Path(rootfs or default_rootfs()).absolute()
+        data_root = data_root or os.environ.get("SANDBOX_DATA_DIR")
+        self.data_root = Path(data_root).absolute() if data_root else None
+        if base_port is None:
+            base_port = int(os.environ.get("SANDBOX_SSH_PORT") or DEFAULT_SSH_PORT)
+        self.base_port = base_port
+
+    def names(self) -> list[str]:
+        """Return the hosts of the fleet, as the last `up` sized it ([] before any)."""
+        try:
+            names = json.loads((self.root / FLEET_FILE).read_text())["hosts"]
+        except (OSError, ValueError, KeyError):
+            return []
+        return [str(name) for name in names]
+
+    def host(self, name: str) -> Sandbox:
+        """Return the host called ``name`` (``sandbox-<i>``)."""
+        index = name.removeprefix(PREFIX)
+        if not (name.startswith(PREFIX) and index.isdigit() and int(index) >= 1):
+            raise SandboxError(
+                f"{name!r} is not a sandbox host name; they are sandbox-1, sandbox-2…"
+            )
+        return Sandbox(
+            self.root / name,
+            name=name,
+            rootfs=self.rootfs,
+            data_dir=self.data_root / name if self.data_root else None,
+            ssh_port=None if self.base_port else 0,
+            default_port=self.base_port + int(index) - 1 if self.base_port else None,
+        )
+
+    def hosts(self) -> list[Sandbox]:
+        """Return the fleet's hosts, in order."""
+        return [self.host(name) for name in self.names()]
+
+    def up(self, count: int, *, log=print) -> list[Sandbox]:
+        """Start hosts 1…count (those running stay as they are) and stop any beyond them."""
+        if count < 1:
+            raise SandboxError(
+                f"A fleet needs at least one host, not {count}; use SANDBOX_HOSTS=1."
+            )
+        build_rootfs(self.rootfs, log=log)  # once, before the hosts share it
+        with lock(self.root / "fleet.lock"):
+            wanted = host_names(count)
+            for extra in sorted(set(self._known()) - set(wanted)):
+                log(f"Stopping {extra} (the fleet now has {count} host(s))")
+                self.host(extra).down()
+            release.ensure_running(self.root)
+            (self.root / FLEET_FILE).write_text(json.dumps({"hosts": wanted}, indent=2) + "\n")
+        hosts = [self.host(name) for name in wanted]
+        with ThreadPoolExecutor(max_workers=len(hosts)) as pool:
+            list(pool.map(lambda box: box.up(log=log), hosts))
+        return hosts
+
+    def restart(self, name: str, *, log=print) -> Sandbox:
+        """Kill every process of one host and boot it again (its disk stays)."""
+        if name not in self.names():
+            raise SandboxError(
+                f"{name} is not in the fleet ({', '.join(self.names()) or 'no hosts'}); "
+                "start it with `make sandbox-up` (SANDBOX_HOSTS=N for more hosts)."
+            )
+        return self.host(name).restart(log=log)
+
+    def down(self) -> list[str]:
+        """Stop every host of the fleet directory and the release server; return their names."""
+        names = self._known()
+        with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
+            list(pool.map(lambda name: self.host(name).down(), names))
+        release.stop(self.root)
+        return names
+
+    def destroy(self) -> list[str]:
+        """Stop the fleet and delete every host's container layer (the rootfs stays)."""
+        names = self.down()
+        for name in names:
+            self.host(name).destroy()
+        (self.root / FLEET_FILE).unlink(missing_ok=True)
+        return names
+
+    def status(self) -> list[tuple[str, str]]:
+        """Return (name, status) for each host of the fleet."""
+        return [(box.name, box.status()) for box in self.hosts()]
+
+    def _known(self) -> list[str]:
+        """Every host with a state directory here, in the fleet or left over from a bigger one."""
+        found = {
+            p.name
+            for p in self.root.glob(f"{PREFIX}*")
+            if p.name.removeprefix(PREFIX).isdigit() and (p / "id_ed25519").exists()
+        }
+        return sorted(found | set(self.names()), key=lambda n: int(n.removeprefix(PREFIX)))
