@@ -150,9 +150,13 @@ def why_none(sdk: VastAI, wanted: Wanted) -> str:
     return (
         f"No vast.ai offer matched: the filter {worst.says} excluded the most offers"
         f" ({len(excluded[worst])} of {len(everything)}); the cheapest it excluded is"
-        f" {describe(cheapest, wanted)}, with {worst.field} = {cheapest.get(worst.field)}."
+        f" {describe(cheapest, wanted)}, with {worst.field} = {_show(cheapest.get(worst.field))}."
         " Loosen that filter (see `python -m fleet up --help`) or try again later."
     )
+
+
+def _show(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def describe(offer: Mapping[str, Any], wanted: Wanted) -> str:

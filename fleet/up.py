@@ -64,10 +64,10 @@ def rent(sdk: VastAI, offers: Sequence[Offer], need: int, options: UpOptions,
          steps: Steps) -> list[int]:
     """Rent `need` instances from `offers` in order; a taken offer moves on to the next."""
     rented: list[int] = []
+    before = {row["id"] for row in labelled(sdk, options.label)}
     for offer in offers:
         if len(rented) == need:
             break
-        before = {row["id"] for row in labelled(sdk, options.label)}
         try:
             new_id = _create(sdk, offer, options)
         except ApiError as exc:
@@ -81,6 +81,7 @@ def rent(sdk: VastAI, offers: Sequence[Offer], need: int, options: UpOptions,
             new_id = appeared[0]
         steps.say(f"Rented instance {new_id} from offer {offer['id']}.")
         rented.append(new_id)
+        before.add(new_id)
     if len(rented) < need:
         raise FleetError(
             f"Rented {len(rented)} of {need} instances: the other matching offers were taken"

@@ -65,6 +65,7 @@ class ApiError(Exception):
 BOOT: tuple[tuple[str | None, str], ...] = (
     (None, "Creating container"),
     ("loading", "Pulling image layers"),
+    ("loading", "Extracting image layers"),
     ("running", "success, container is running"),
 )
 
@@ -88,8 +89,8 @@ def offer_price(offer: Mapping[str, Any], disk_gb: float) -> Row:
     """An offer as priced for `disk_gb` of storage: dph_total = dph_base + the disk's $/h."""
     priced = dict(offer)
     storage = float(offer.get("storage_cost") or 0) * disk_gb / HOURS_PER_MONTH
-    priced["storage_total_cost"] = round(storage, 6)
-    priced["dph_total"] = round(float(offer["dph_base"]) + storage, 6)
+    priced["storage_total_cost"] = storage
+    priced["dph_total"] = float(offer["dph_base"]) + storage
     return priced
 
 
@@ -152,7 +153,7 @@ class Market:
         priced = offer_price(offer, disk)
         if bid is not None:
             priced["dph_base"] = float(bid)
-            priced["dph_total"] = round(float(bid) + priced["storage_total_cost"], 6)
+            priced["dph_total"] = float(bid) + priced["storage_total_cost"]
         row = self._new_row(self.next_id, priced, body, disk)
         self.next_id += 1
         offer["rented"] = True
