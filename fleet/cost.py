@@ -51,7 +51,8 @@ def running_hours(row: Mapping[str, Any]) -> float:
 
 def spent(row: Mapping[str, Any], now: float) -> Spent:
     """Cost so far: compute for the current run, storage since the rental began."""
-    hours = max(now - float(row.get("start_date") or now), 0.0) / 3600.0
+    started = row.get("start_date")
+    hours = 0.0 if started is None else max(now - float(started), 0.0) / 3600.0
     return Spent(compute_per_hour(row) * running_hours(row), storage_per_hour(row) * hours)
 
 
