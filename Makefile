@@ -8,7 +8,7 @@ INVENTORY   ?= inventories/local.py
 APT_PACKAGES := redis-server debootstrap openssh-client openssl zstd systemd curl iproute2 procps
 
 .PHONY: help venv apt node deps test lint unit deploy sandbox-up sandbox-down sandbox-status \
-        check-hosts tunnel bench bench-deploy clean
+        check-hosts tunnel bench bench-deploy clean up down stop start status
 
 help:
 	@echo "make deploy        provision $(INVENTORY) (INVENTORY=inventories/vast.py for rented hosts)"
@@ -17,6 +17,9 @@ help:
 	@echo "make tunnel        print the ssh tunnel and Claude Code environment (HOST=name)"
 	@echo "make sandbox-up / sandbox-down   start / stop the local sandbox host"
 	@echo "make bench         benchmarks (bench/results/)"
+	@echo "make up COUNT=N GPU=RTX_4090 MAX_PRICE=0.40 [INTERRUPTIBLE=1 BID=…] [DISK=40] [YES=1]"
+	@echo "                   rent vast.ai instances, deploy, check, print tunnels (python -m fleet)"
+	@echo "make down / stop / start / status [JSON=1]   the labelled (VAST_LABEL) instances"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -89,6 +92,28 @@ bench: deps
 bench-deploy: deps
 	DEPLOY_TIMES_FILE=$(CURDIR)/bench/results/deploy_times.json \
 	  $(BIN)/pytest -q -p no:cacheprovider tests/deploy/test_sandbox_deploy.py
+
+# The vast.ai fleet (instances labelled VAST_LABEL): thin aliases of `python -m fleet`.
+COUNT     ?= 1
+GPU       ?= RTX_4090
+MAX_PRICE ?= 0.40
+DISK      ?= 40
+up: venv
+	$(BIN)/python -m fleet up --count $(COUNT) --gpu $(GPU) --max-price $(MAX_PRICE) --disk $(DISK) \
+	  $(if $(INTERRUPTIBLE),--interruptible,) $(if $(BID),--bid $(BID),) \
+	  $(if $(VRAM),--min-vram $(VRAM),) $(if $(YES),--yes,)
+
+down: venv
+	$(BIN)/python -m fleet down $(if $(YES),--yes,)
+
+stop: venv
+	$(BIN)/python -m fleet stop
+
+start: venv
+	$(BIN)/python -m fleet start
+
+status: venv
+	$(BIN)/python -m fleet status $(if $(JSON),--json,)
 
 clean:
 	rm -rf $(VENV) node_modules build dist *.egg-info
