@@ -56,7 +56,7 @@ test: deps lint
 	$(BIN)/pytest
 
 unit: venv
-	$(BIN)/pytest tests/unit tests/integration tests/cache tests/ollama_double
+	$(BIN)/pytest tests/unit tests/integration tests/cache tests/ollama_double tests/fleet
 
 sandbox-up: deps
 	$(BIN)/python -m sandbox up
