@@ -93,9 +93,9 @@ print(json.dumps({{"health": get("/health"), "metrics": get("/metrics")}}))
 """
 
 
-def read_host(data: Mapping[str, Any], proxy_port: int = 8000) -> HostReport:
-    """proxy_app's health and counters on one host, over SSH."""
-    script = _REMOTE.format(port=proxy_port)
+def read_host(data: Mapping[str, Any]) -> HostReport:
+    """proxy_app's health and counters on one host (`proxy_port`, default 8000), over SSH."""
+    script = _REMOTE.format(port=int(data.get("proxy_port") or 8000))
     try:
         done = subprocess.run(
             [*ssh_argv(data), "python3", "-c", shlex.quote(script)],

@@ -31,7 +31,8 @@ def collect(sdk: VastAI, label: str, steps: Steps, env: Mapping[str, str],
             prices: Mapping[str, Any]) -> dict[str, Any]:
     """The status as data (what `--json` prints)."""
     now = steps.now()
-    rows, tokens = [], {}
+    rows: list[dict[str, Any]] = []
+    tokens: dict[tuple[str, str], int] = {}
     for row in labelled(sdk, label):
         report = (
             steps.read_host(host_data(row, env)) if state(row) == "running"

@@ -130,9 +130,10 @@ class Market:
         disk = float(body.get("allocated_storage") or 5.0)
         found = [offer_price(o, disk) for o in self.offers if matches(offer_price(o, disk), body)]
         for name, direction in reversed(body.get("order") or []):
-            found.sort(key=lambda o, n=name: (o.get(n) is None, o.get(n)))
-            if direction == "desc":
-                found.reverse()
+            # stable sorts, last key first; missing values last either way
+            present = [o for o in found if o.get(name) is not None]
+            present.sort(key=lambda o: o[name], reverse=direction == "desc")
+            found = present + [o for o in found if o.get(name) is None]
         if body.get("limit"):
             found = found[: int(body["limit"])]
         return copy.deepcopy(found)
