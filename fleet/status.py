@@ -14,6 +14,7 @@ from typing import Any
 from vastai import VastAI
 
 from fleet.cost import anthropic_cost, per_million, spent
+from fleet.errors import FleetError
 from fleet.hosts import host_data
 from fleet.probe import HostReport
 from fleet.steps import Steps
@@ -27,6 +28,16 @@ def _uptime(row: Mapping[str, Any]) -> str:
     return f"{minutes // 60}h{minutes % 60:02d}m"
 
 
+def _read(row: Mapping[str, Any], steps: Steps, env: Mapping[str, str]) -> HostReport:
+    """The host's report when it runs; `-` when not, the reason when it cannot be reached."""
+    if state(row) != "running":
+        return HostReport(health="-")
+    try:
+        return steps.read_host(host_data(row, env))
+    except FleetError:
+        return HostReport(health="no SSH endpoint")
+
+
 def collect(sdk: VastAI, label: str, steps: Steps, env: Mapping[str, str],
             prices: Mapping[str, Any]) -> dict[str, Any]:
     """The status as data (what `--json` prints)."""
@@ -34,10 +45,7 @@ def collect(sdk: VastAI, label: str, steps: Steps, env: Mapping[str, str],
     rows: list[dict[str, Any]] = []
     tokens: dict[tuple[str, str], int] = {}
     for row in labelled(sdk, label):
-        report = (
-            steps.read_host(host_data(row, env)) if state(row) == "running"
-            else HostReport(health="-")
-        )
+        report = _read(row, steps, env)
         for key, count in report.by_class.items():
             tokens[key] = tokens.get(key, 0) + count
         cost = spent(row, now)

@@ -20,8 +20,8 @@ from inventories.vast_api import (
     DEFAULT_SERVER_URL,
     DEFAULT_TIMEOUT,
     VastInventoryError,
+    api_key_files,
     find_api_key,
-    no_key_message,
 )
 
 T = TypeVar("T")
@@ -40,7 +40,12 @@ def connect(env: Mapping[str, str]) -> VastAI:
     except VastInventoryError as exc:
         raise FleetError(str(exc)) from exc
     if key is None:
-        raise FleetError(no_key_message(env).split(", or list the hosts")[0] + ".")
+        xdg_file, legacy_file = api_key_files(env)
+        raise FleetError(
+            f"No vast.ai API key found (looked at VAST_API_KEY, {xdg_file} and {legacy_file}):"
+            " set VAST_API_KEY or run `vastai set api-key KEY` with a key from"
+            " https://cloud.vast.ai/manage-keys/."
+        )
     # Passed explicitly: the SDK reads VAST_URL once, at import time.
     sdk = VastAI(api_key=key, server_url=env.get("VAST_URL") or DEFAULT_SERVER_URL)
     sdk.client.timeout = DEFAULT_TIMEOUT

@@ -34,7 +34,7 @@ def test_no_api_key_is_a_sentence(tmp_path: Path) -> None:
     done = run("status", env={"HOME": str(tmp_path)})
     assert done.returncode == 2
     assert done.stderr.startswith("No vast.ai API key found (looked at VAST_API_KEY, ")
-    assert "run `vastai set api-key KEY`." in done.stderr
+    assert "run `vastai set api-key KEY` with a key from https://cloud.vast.ai/" in done.stderr
     assert "Traceback" not in done.stderr
 
 

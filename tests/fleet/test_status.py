@@ -143,3 +143,11 @@ def test_the_price_table_in_group_data_is_dated() -> None:
     assert prices["date"] and prices["source"].startswith("https://")
     assert set(prices) >= {"opus", "sonnet", "haiku"}
     assert all(set(prices[c]) == {"input", "output"} for c in ("opus", "sonnet", "haiku"))
+
+
+def test_a_running_instance_without_ssh_endpoint_is_reported_not_raised(
+    sdk: VastAI, vast: VastDouble, steps: Recorder, env: dict[str, str], fleet: list[int]
+) -> None:
+    vast.market.instances[-1].update(ssh_host=None, ssh_port=None, ports={})
+    data = collect(sdk, "llm-selfhost", steps, env, PRICES)
+    assert [r["health"] for r in data["instances"]] == ["healthy", "no SSH endpoint"]
