@@ -56,7 +56,8 @@ test: deps lint
 	$(BIN)/pytest
 
 unit: venv
-	$(BIN)/pytest tests/unit tests/integration tests/cache tests/ollama_double tests/fleet
+	$(BIN)/pytest tests/unit tests/integration tests/cache tests/ollama_double tests/fleet \
+	  tests/vast_double
 
 sandbox-up: deps
 	$(BIN)/python -m sandbox up
