@@ -141,15 +141,16 @@ class VastDouble:
     + market: offers, instances, credit, keys and hooks (see vast_double.market)
     + api_key: the only key accepted
     + page_size: rows per /api/v1/instances/ page, at most the SDK's `limit` (25)
+    + port: 0 for a free one
     """
 
     def __init__(self, market: Market | None = None, *, api_key: str = "vast-test-key",
-                 page_size: int = 25) -> None:
+                 page_size: int = 25, port: int = 0) -> None:
         self.market = market or Market()
         self.api_key = api_key
         self.page_size = page_size
         self.seen: list[tuple[str, str, dict[str, Any], str | None, Any]] = []
-        self._httpd = _Server(("127.0.0.1", 0), _Handler)
+        self._httpd = _Server(("127.0.0.1", port), _Handler)
         self._httpd.double = self
         self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)

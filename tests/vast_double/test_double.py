@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +16,8 @@ from tests.fleet.conftest import load_offers
 from vast_double import Market, VastDouble
 
 KEY = "double-key"
+ROOT = Path(__file__).resolve().parents[2]
+OFFERS = ROOT / "tests" / "fixtures" / "vast" / "offers.json"
 
 
 class RecordingHooks:
@@ -97,3 +102,20 @@ def test_account_endpoints(api: VastAI) -> None:
     assert api.show_user()["credit"] == 25.0
     api.create_ssh_key("ssh-ed25519 AAAA me")
     assert [k["public_key"] for k in api.show_ssh_keys()] == ["ssh-ed25519 AAAA me"]
+
+
+def test_the_double_as_its_own_process(tmp_path: Path) -> None:
+    key_file = tmp_path / "id.pub"
+    key_file.write_text("ssh-ed25519 AAAA me\n")
+    argv = [sys.executable, "-m", "vast_double", "--offers", str(OFFERS), "--api-key", KEY,
+            "--ssh-key", str(key_file)]
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip().removeprefix("VAST_URL=")
+        api = VastAI(api_key=KEY, server_url=url)
+        assert len(api.search_offers(query={}, limit=100)) == 12
+        assert [k["public_key"] for k in api.show_ssh_keys()] == ["ssh-ed25519 AAAA me"]
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0
