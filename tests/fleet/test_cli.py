@@ -18,7 +18,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def run(*argv: str, env: dict[str, str], tool: str = "python") -> subprocess.CompletedProcess[str]:
     base = {"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
-    command = [sys.executable, "-m", "fleet", *argv] if tool == "python" else ["make", *argv]
+    # make: never reinstall the venv from inside a test (-o: treat it as up to date)
+    make = ["make", "--no-print-directory", "-o", ".venv/.installed"]
+    command = [sys.executable, "-m", "fleet", *argv] if tool == "python" else [*make, *argv]
     return subprocess.run(command, cwd=ROOT, env={**base, **env}, capture_output=True, text=True,
                           timeout=120, stdin=subprocess.DEVNULL, check=False)
 
