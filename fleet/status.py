@@ -13,7 +13,7 @@ from typing import Any
 
 from vastai import VastAI
 
-from fleet.cost import anthropic_cost, per_million, spent
+from fleet.cost import anthropic_cost, per_million, spent, storage_per_hour
 from fleet.errors import FleetError
 from fleet.hosts import host_data
 from fleet.probe import HostReport
@@ -52,6 +52,7 @@ def collect(sdk: VastAI, label: str, steps: Steps, env: Mapping[str, str],
         rows.append({
             "id": row["id"], "gpu": f"{row.get('num_gpus')}x {row.get('gpu_name')}",
             "state": state(row), "dph": float(row.get("dph_total") or 0), "uptime": _uptime(row),
+            "storage_dph": storage_per_hour(row),
             "uptime_mins": row.get("uptime_mins"), "cost_compute": round(cost.compute, 6),
             "cost_storage": round(cost.storage, 6), "cost": round(cost.total, 6),
             "health": report.health, "requests": report.requests,
@@ -66,7 +67,9 @@ def collect(sdk: VastAI, label: str, steps: Steps, env: Mapping[str, str],
         "instances": rows,
         "totals": {
             "cost": round(total, 6),
-            "dph": round(sum(r["dph"] for r in rows if r["state"] == "running"), 6),
+            # billed now: running instances whole, the others their disks
+            "dph": round(sum(r["dph"] if r["state"] == "running" else r["storage_dph"]
+                             for r in rows), 6),
             "requests": sum(r["requests"] for r in rows),
             "input_tokens": sum(r["input_tokens"] for r in rows),
             "output_tokens": output,
@@ -88,15 +91,16 @@ def render(status: Mapping[str, Any]) -> str:
         lines.append(" | ".join(str(v) for v in (
             r["id"], r["gpu"], r["state"], f"{r['dph']:.3f}", r["uptime"],
             f"{r['cost']:.2f} ({r['cost_compute']:.2f} + {r['cost_storage']:.2f} disk)",
-            r["health"], r["requests"], r["input_tokens"], r["output_tokens"], r["cache_hits"],
+            r["health"], f"{r['requests']:,}", f"{r['input_tokens']:,}",
+            f"{r['output_tokens']:,}", f"{r['cache_hits']:,}",
         )))
     t, p = status["totals"], status["prices"]
     per_m = t["per_million_output"]
     lines += [
         "",
-        f"Total: ${t['cost']:.2f} so far (now ${t['dph']:.3f}/h); {t['requests']} requests,"
-        f" {t['input_tokens']} input / {t['output_tokens']} output tokens,"
-        f" {t['cache_hits']} cache hits.",
+        f"Total: ${t['cost']:.2f} so far (billed now: ${t['dph']:.3f}/h); {t['requests']:,}"
+        f" requests, {t['input_tokens']:,} input / {t['output_tokens']:,} output tokens,"
+        f" {t['cache_hits']:,} cache hits.",
         f"Per million output tokens: {'-' if per_m is None else f'${per_m:.2f}'}.",
         f"The same tokens on Anthropic's API: ${t['anthropic_cost']:.2f} (list prices of"
         f" {p['date']}, {p['source']}).",

@@ -116,6 +116,7 @@ def test_status_rows_and_totals(
     assert totals["per_million_output"] == pytest.approx(totals["cost"] / 0.2, rel=1e-4)
     assert totals["anthropic_cost"] == pytest.approx(3 * 3.0 + 0.2 * 15.0)
     assert (totals["requests"], totals["cache_hits"]) == (12, 3)
+    assert totals["dph"] == pytest.approx(0.30 + DISK_DPH + DISK_DPH, abs=1e-6)  # + stopped disk
     assert data["prices"] == {"date": "2026-11-30", "source": "test table"}
 
 
