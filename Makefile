@@ -11,7 +11,7 @@ APT_PACKAGES := redis-server debootstrap openssh-client openssl zstd systemd cur
                 slirp4netns
 
 .PHONY: help venv apt node deps test lint unit deploy sandbox-up sandbox-down sandbox-status \
-        sandbox-restart check-hosts tunnel bench bench-deploy clean
+        sandbox-restart check-hosts tunnel bench bench-deploy clean up down stop start status
 
 help: ## list every target
 	@awk -F':.*## ' '/^[a-z][a-z-]*:.*## / {printf "make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -52,7 +52,8 @@ test: deps lint ## install everything and run the whole suite
 	$(BIN)/pytest
 
 unit: venv ## the fast tests only (no sandbox, no deploy)
-	$(BIN)/pytest tests/unit tests/integration tests/cache tests/ollama_double
+	$(BIN)/pytest tests/unit tests/integration tests/cache tests/ollama_double tests/fleet \
+	  tests/vast_double
 
 sandbox-up: deps ## start sandbox-1..N (SANDBOX_HOSTS=N, default 1)
 	$(BIN)/python -m sandbox up
@@ -88,6 +89,28 @@ bench: deps ## benchmarks (bench/results/)
 
 bench-deploy: deps ## time the first deploy and the re-run on fleets of 1 and 2 sandbox hosts
 	$(BIN)/python -m bench.deploy
+
+# The vast.ai fleet (instances labelled VAST_LABEL): thin aliases of `python -m fleet`.
+COUNT     ?= 1
+GPU       ?= RTX_4090
+MAX_PRICE ?= 0.40
+DISK      ?= 40
+up: venv ## rent COUNT vast.ai instances (GPU, MAX_PRICE, DISK, INTERRUPTIBLE=1 BID=, YES=1), deploy, check
+	$(BIN)/python -m fleet up --count $(COUNT) --gpu $(GPU) --max-price $(MAX_PRICE) --disk $(DISK) \
+	  $(if $(INTERRUPTIBLE),--interruptible,) $(if $(BID),--bid $(BID),) \
+	  $(if $(VRAM),--min-vram $(VRAM),) $(if $(YES),--yes,)
+
+down: venv ## destroy the labelled vast.ai instances (VAST_LABEL), asking first unless YES=1
+	$(BIN)/python -m fleet down $(if $(YES),--yes,)
+
+stop: venv ## stop the labelled instances (the disk stays, and stays billed)
+	$(BIN)/python -m fleet stop
+
+start: venv ## start them again; the services come back without a deploy
+	$(BIN)/python -m fleet start
+
+status: venv ## one row per labelled instance: state, cost, health, tokens (JSON=1)
+	$(BIN)/python -m fleet status $(if $(JSON),--json,)
 
 clean: ## remove .venv, node_modules and build output
 	rm -rf $(VENV) node_modules build dist *.egg-info

@@ -13,6 +13,8 @@ class Metrics:
         self.requests: Counter[tuple[str, int]] = Counter()
         self.upstream_errors: Counter[str] = Counter()
         self.tokens: Counter[str] = Counter()
+        # (model class Claude Code asked for, direction): what the same tokens cost at Anthropic
+        self.class_tokens: Counter[tuple[str, str]] = Counter()
         self.recovered_tool_calls = 0
         self.latency_buckets = [0] * len(LATENCY_BUCKETS)
         self.latency_sum = 0.0
@@ -25,6 +27,14 @@ class Metrics:
         for i, bound in enumerate(LATENCY_BUCKETS):
             if seconds <= bound:
                 self.latency_buckets[i] += 1
+
+    def observe_tokens(self, requested_model: str, input_tokens: int, output_tokens: int) -> None:
+        """Count one generation's tokens, in total and by the requested model's class."""
+        family = model_class(requested_model)
+        self.tokens["input"] += input_tokens
+        self.tokens["output"] += output_tokens
+        self.class_tokens[(family, "input")] += input_tokens
+        self.class_tokens[(family, "output")] += output_tokens
 
     def render(self, cache_stats: dict[str, Any]) -> str:
         lines = [
@@ -55,6 +65,14 @@ class Metrics:
         for direction in ("input", "output"):
             lines.append(f'proxy_tokens_total{{direction="{direction}"}} {self.tokens[direction]}')
         lines += [
+            "# HELP proxy_requested_tokens_total Tokens by the model class the client asked for.",
+            "# TYPE proxy_requested_tokens_total counter",
+        ]
+        for (family, direction), count in sorted(self.class_tokens.items()):
+            lines.append(
+                f'proxy_requested_tokens_total{{class="{family}",direction="{direction}"}} {count}'
+            )
+        lines += [
             "# HELP proxy_recovered_tool_calls_total Tool calls the model wrote as text, rescued.",
             "# TYPE proxy_recovered_tool_calls_total counter",
             f"proxy_recovered_tool_calls_total {self.recovered_tool_calls}",
@@ -65,3 +83,15 @@ class Metrics:
                 f"proxy_cache_{name}_total {value}",
             ]
         return "\n".join(lines) + "\n"
+
+
+def model_class(requested_model: str) -> str:
+    """`opus`, `sonnet` or `haiku` when the requested id names one, else `other`."""
+    lowered = requested_model.lower()
+    for family in MODEL_CLASSES:
+        if family in lowered:
+            return family
+    return "other"
+
+
+MODEL_CLASSES = ("opus", "sonnet", "haiku")

@@ -166,8 +166,7 @@ async def _run(
     except ProxyError as exc:
         metrics.upstream_errors[exc.error_type] += 1
         raise
-    metrics.tokens["input"] += machine.input_tokens
-    metrics.tokens["output"] += machine.output_tokens
+    metrics.observe_tokens(planned.requested_model, machine.input_tokens, machine.output_tokens)
     metrics.recovered_tool_calls += machine.recovered_calls
     if machine.prompt_eval_count:
         services.estimator.observe(planned.raw_tokens, machine.prompt_eval_count)

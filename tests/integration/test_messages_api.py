@@ -332,6 +332,21 @@ def test_metrics_count_requests_and_tokens(proxy: LiveProxy, double: OllamaDoubl
     assert 'proxy_requests_total{path="/v1/messages",status="200"} 1' in text
     assert 'proxy_tokens_total{direction="input"} 11' in text
     assert 'proxy_tokens_total{direction="output"} 3' in text
+    assert 'proxy_requested_tokens_total{class="sonnet",direction="input"} 11' in text
+    assert 'proxy_requested_tokens_total{class="sonnet",direction="output"} 3' in text
+
+
+def test_metrics_count_tokens_by_requested_model_class(
+    proxy: LiveProxy, double: OllamaDouble
+) -> None:
+    double.script(Reply("a", prompt_eval_count=20, eval_count=5))
+    ask(proxy, model="claude-haiku-4-5-20251001")
+    double.script(Reply("b", prompt_eval_count=7, eval_count=2))
+    ask(proxy, model="qwen2.5-coder:7b")
+    text = httpx.get(proxy.url + "/metrics").text
+    assert 'proxy_requested_tokens_total{class="haiku",direction="output"} 5' in text
+    assert 'proxy_requested_tokens_total{class="other",direction="input"} 7' in text
+    assert 'proxy_tokens_total{direction="input"} 27' in text
 
 
 def test_beta_query_and_unknown_fields_accepted(proxy: LiveProxy, double: OllamaDouble) -> None:

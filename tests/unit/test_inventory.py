@@ -1,6 +1,6 @@
 """inventories/vast.py and vast_api against recorded `GET /api/v1/instances/` responses.
 
-A stdlib HTTP server on 127.0.0.1 plays the vast.ai API (keyset paging, Bearer auth); the SDK and
+The vast.ai double (vast_double/) plays the API (keyset paging, Bearer auth); the SDK and
 `pyinfra ... debug-inventory --json` reach it through VAST_URL. No network.
 """
 
@@ -11,19 +11,17 @@ import os
 import stat
 import subprocess
 import sys
-import threading
 import warnings
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from vastai._base import _APIKEY_SENTINEL, _resolve_api_key
 
 from inventories import vast_api
 from inventories.vast_api import VastInventoryError
+from vast_double import Market, VastDouble
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "vast"
@@ -46,48 +44,12 @@ def load_rows(name: str) -> list[dict[str, Any]]:
     return json.loads((FIXTURES / f"{name}.json").read_text())["instances"]
 
 
-class FakeVastAPI(BaseHTTPRequestHandler):
-    """`GET /api/v1/instances/` from a fixture file, `PAGE_SIZE` rows a page, after_token = id."""
-
-    def do_GET(self) -> None:
-        server: Any = self.server
-        url = urlsplit(self.path)
-        query = {key: values[0] for key, values in parse_qs(url.query).items()}
-        server.seen.append((url.path, query, self.headers.get("Authorization")))
-        if url.path != "/api/v1/instances/":
-            return self._reply(404, {"success": False, "error": "not_found"})
-        if self.headers.get("Authorization") != f"Bearer {API_KEY}":
-            return self._reply(401, {"success": False, "error": "invalid_user", "msg": "bad key"})
-        body = json.loads((FIXTURES / f"{server.fixture}.json").read_text())
-        rows = [r for r in body["instances"] if r["id"] > int(query.get("after_token", 0))]
-        page = rows[: min(PAGE_SIZE, int(query["limit"]))]
-        more = len(rows) > len(page)
-        body.update(instances=page, next_token=str(page[-1]["id"]) if more else None)
-        return self._reply(200, body)
-
-    def _reply(self, status: int, body: dict[str, Any]) -> None:
-        payload = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
-def api() -> Iterator[Any]:
-    server: Any = ThreadingHTTPServer(("127.0.0.1", 0), FakeVastAPI)
-    server.fixture, server.seen = "instances_mixed", []
-    server.url = f"http://127.0.0.1:{server.server_port}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join()
+def api() -> Iterator[VastDouble]:
+    """The vast.ai double serving instances_mixed.json, `PAGE_SIZE` rows a page."""
+    with VastDouble(Market(instances=load_rows("instances_mixed")), api_key=API_KEY,
+                    page_size=PAGE_SIZE) as double:
+        yield double
 
 
 @pytest.fixture
@@ -248,17 +210,18 @@ def test_known_hosts_file_defaults_to_secrets() -> None:
     assert vast_api.known_hosts_file({"VAST_KNOWN_HOSTS": "/tmp/kh"}) == "/tmp/kh"
 
 
-def test_fetch_instances_pages_with_the_key(api: Any) -> None:
+def test_fetch_instances_pages_with_the_key(api: VastDouble) -> None:
     rows = vast_api.fetch_instances(API_KEY, api.url)
     assert [row["id"] for row in rows] == [row["id"] for row in load_rows("instances_mixed")]
-    assert [query.get("after_token") for _, query, _ in api.seen] == [
+    seen = api.requests("GET", "/api/v1/instances/")
+    assert [query.get("after_token") for _, _, query, _, _ in seen] == [
         None,
-        "4100002",
-        "4100004",
-        "4100006",
-        "4100008",
+        4100002,
+        4100004,
+        4100006,
+        4100008,
     ]
-    assert {auth for _, _, auth in api.seen} == {f"Bearer {API_KEY}"}
+    assert {auth for _, _, _, auth, _ in api.seen} == {f"Bearer {API_KEY}"}
 
 
 def test_fetch_instances_bad_key(api: Any) -> None:
@@ -360,7 +323,7 @@ def test_debug_inventory_static_hosts(home: Path, tmp_path: Path) -> None:
 def test_debug_inventory_fails_with_a_sentence(
     api: Any, home: Path, tmp_path: Path, fixture: str, env: dict[str, str], sentence: str
 ) -> None:
-    api.fixture = fixture
+    api.market.instances = load_rows(fixture)
     known_hosts = tmp_path / "secrets" / "known_hosts"
     env = {**env, "HOME": str(home), "VAST_URL": api.url, "VAST_KNOWN_HOSTS": str(known_hosts)}
 

@@ -1,0 +1,73 @@
+"""Money: what an instance has cost so far, and what its tokens would cost at Anthropic.
+
+From the API's own fields (an instance row of `GET /api/v1/instances/`):
+- `dph_total` is the whole $/h while running: GPU (`dph_base`) plus the disk;
+- `storage_total_cost` is the disk's $/h, billed from `start_date` until destroy, stopped too
+  (else `storage_cost` $/GB/month x `disk_space` / 720);
+- `uptime_mins` is how long the current run has been up.
+The row holds no history of earlier runs, so compute is counted for the current run only.
+
+    spent(row, now) -> Spent(compute=0.70, storage=0.03)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+HOURS_PER_MONTH = 720.0
+CLASSES = ("opus", "sonnet", "haiku")
+
+
+@dataclass(frozen=True)
+class Spent:
+    compute: float
+    storage: float
+
+    @property
+    def total(self) -> float:
+        return self.compute + self.storage
+
+
+def storage_per_hour(row: Mapping[str, Any]) -> float:
+    """The disk's $/h: storage_total_cost, else storage_cost ($/GB/month) x disk_space / 720."""
+    if row.get("storage_total_cost") is not None:
+        return float(row["storage_total_cost"])
+    return float(row.get("storage_cost") or 0) * float(row.get("disk_space") or 0) / HOURS_PER_MONTH
+
+
+def compute_per_hour(row: Mapping[str, Any]) -> float:
+    """The GPU's $/h while running: dph_total minus the disk."""
+    return max(float(row.get("dph_total") or 0) - storage_per_hour(row), 0.0)
+
+
+def running_hours(row: Mapping[str, Any]) -> float:
+    """Hours of the current run (uptime_mins), 0 when not running."""
+    if row.get("actual_status") != "running":
+        return 0.0
+    return float(row.get("uptime_mins") or 0) / 60.0
+
+
+def spent(row: Mapping[str, Any], now: float) -> Spent:
+    """Cost so far: compute for the current run, storage since the rental began."""
+    started = row.get("start_date")
+    hours = 0.0 if started is None else max(now - float(started), 0.0) / 3600.0
+    return Spent(compute_per_hour(row) * running_hours(row), storage_per_hour(row) * hours)
+
+
+def per_million(dollars: float, tokens: int) -> float | None:
+    """$ per million tokens, None without tokens."""
+    return dollars / tokens * 1e6 if tokens else None
+
+
+def anthropic_cost(
+    tokens: Mapping[tuple[str, str], int], prices: Mapping[str, Any], fallback: str = "sonnet"
+) -> float:
+    """What `tokens` {(class, direction): n} cost at `prices` ($ per million tokens by class);
+    tokens of no known class (`other`) are priced as `fallback`."""
+    total = 0.0
+    for (family, direction), count in tokens.items():
+        table = prices[family if family in CLASSES else fallback]
+        total += count * float(table[direction]) / 1e6
+    return total
