@@ -8,7 +8,7 @@ INVENTORY   ?= inventories/local.py
 SANDBOX_HOSTS ?= 1
 export SANDBOX_HOSTS
 APT_PACKAGES := redis-server debootstrap openssh-client openssl zstd systemd curl iproute2 procps \
-                slirp4netns
+                slirp4netns systemd-container
 
 .PHONY: help venv apt node deps test lint unit deploy sandbox-up sandbox-down sandbox-status \
         sandbox-restart check-hosts tunnel bench bench-deploy clean up down stop start status
@@ -55,7 +55,7 @@ unit: venv ## the fast tests only (no sandbox, no deploy)
 	$(BIN)/pytest tests/unit tests/integration tests/cache tests/ollama_double tests/fleet \
 	  tests/vast_double
 
-sandbox-up: deps ## start sandbox-1..N (SANDBOX_HOSTS=N, default 1)
+sandbox-up: deps ## start sandbox-1..N (SANDBOX_HOSTS=N, default 1; SANDBOX_KIND=systemd,…)
 	$(BIN)/python -m sandbox up
 
 sandbox-down: venv ## stop every sandbox host

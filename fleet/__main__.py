@@ -33,28 +33,46 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     d = Wanted()
-    upp = sub.add_parser("up", help="rent up to COUNT instances, deploy, check, print tunnels",
-                         description="Rent until COUNT labelled instances exist (the cheapest"
-                         " matching offers, after asking), wait for them, deploy, run the host"
-                         " checks and print the tunnel lines. Existing labelled instances count.")
+    upp = sub.add_parser(
+        "up",
+        help="rent up to COUNT instances, deploy, check, print tunnels",
+        description="Rent until COUNT labelled instances exist (the cheapest"
+        " matching offers, after asking), wait for them, deploy, run the host"
+        " checks and print the tunnel lines. Existing labelled instances count.",
+    )
     upp.add_argument("--count", type=int, default=1, help="instances wanted (default 1)")
     upp.add_argument("--gpu", default=d.gpu, help=f"GPU name, _ for spaces (default {d.gpu})")
     upp.add_argument("--gpus", type=int, default=d.gpus, help="GPUs per instance (default 1)")
-    upp.add_argument("--max-price", type=float, default=d.max_price,
-                     help=f"$/h cap per instance, disk included (default {d.max_price})")
-    upp.add_argument("--interruptible", action="store_true",
-                     help="rent interruptible (bid) instances")
-    upp.add_argument("--bid", type=float, default=None,
-                     help="$/h bid for --interruptible (default: --max-price)")
+    upp.add_argument(
+        "--max-price",
+        type=float,
+        default=d.max_price,
+        help=f"$/h cap per instance, disk included (default {d.max_price})",
+    )
+    upp.add_argument(
+        "--interruptible", action="store_true", help="rent interruptible (bid) instances"
+    )
+    upp.add_argument(
+        "--bid", type=float, default=None, help="$/h bid for --interruptible (default: --max-price)"
+    )
     upp.add_argument("--disk", type=float, default=d.disk_gb, help="disk GB (default 40)")
-    upp.add_argument("--min-vram", type=float, default=None,
-                     help="VRAM GB per GPU (default: what the configured models need)")
+    upp.add_argument(
+        "--min-vram",
+        type=float,
+        default=None,
+        help="VRAM GB per GPU (default: what the configured models need)",
+    )
     upp.add_argument("--min-reliability", type=float, default=d.min_reliability)
-    upp.add_argument("--min-download", type=float, default=d.min_inet_down,
-                     help="download Mbit/s (default 200)")
+    upp.add_argument(
+        "--min-download", type=float, default=d.min_inet_down, help="download Mbit/s (default 200)"
+    )
     upp.add_argument("--image", default=UpOptions.image, help="container image")
-    upp.add_argument("--timeout", type=float, default=900.0,
-                     help="seconds to wait for running + SSH (default 900)")
+    upp.add_argument(
+        "--timeout",
+        type=float,
+        default=900.0,
+        help="seconds to wait for running + SSH (default 900)",
+    )
     upp.add_argument("--yes", action="store_true", help="rent without asking")
     dn = sub.add_parser("down", help="destroy the labelled instances (asks first)")
     dn.add_argument("--yes", action="store_true", help="destroy without asking")
@@ -72,9 +90,15 @@ def _wanted(args: argparse.Namespace) -> Wanted:
     if vram is None:
         vram = required_gb(data["ollama_models"], int(data["ollama_context_length"]))
     return Wanted(
-        gpu=args.gpu, gpus=args.gpus, max_price=args.max_price, disk_gb=args.disk,
-        interruptible=args.interruptible, bid=args.bid, min_vram_gb=vram,
-        min_reliability=args.min_reliability, min_inet_down=args.min_download,
+        gpu=args.gpu,
+        gpus=args.gpus,
+        max_price=args.max_price,
+        disk_gb=args.disk,
+        interruptible=args.interruptible,
+        bid=args.bid,
+        min_vram_gb=vram,
+        min_reliability=args.min_reliability,
+        min_inet_down=args.min_download,
     )
 
 
@@ -86,8 +110,14 @@ def main(argv: Sequence[str] | None = None, steps: Steps | None = None) -> int:
     try:
         sdk = connect(env)
         if args.command == "up":
-            options = UpOptions(count=args.count, wanted=_wanted(args), image=args.image,
-                                yes=args.yes, timeout=args.timeout, label=label)
+            options = UpOptions(
+                count=args.count,
+                wanted=_wanted(args),
+                image=args.image,
+                yes=args.yes,
+                timeout=args.timeout,
+                label=label,
+            )
             up(sdk, options, steps, env)
         elif args.command == "down":
             down(sdk, label, steps, yes=args.yes)

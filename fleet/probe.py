@@ -55,8 +55,10 @@ def parse_metrics(text: str) -> HostReport:
             report.cache_hits += value
     if not report.by_class and (report.input_tokens or report.output_tokens):
         # a proxy_app without per-class counters: its tokens are of no known class
-        report.by_class = {("other", "input"): report.input_tokens,
-                           ("other", "output"): report.output_tokens}
+        report.by_class = {
+            ("other", "input"): report.input_tokens,
+            ("other", "output"): report.output_tokens,
+        }
     return report
 
 
@@ -99,7 +101,11 @@ def read_host(data: Mapping[str, Any]) -> HostReport:
     try:
         done = subprocess.run(
             [*ssh_argv(data), "python3", "-c", shlex.quote(script)],
-            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+            check=False,
         )
     except subprocess.TimeoutExpired:
         return HostReport(health="ssh timed out")

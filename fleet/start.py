@@ -16,8 +16,9 @@ from fleet.vast import call, host_name, labelled
 from fleet.wait import wait_ready
 
 
-def start(sdk: VastAI, label: str, steps: Steps, env: Mapping[str, str],
-          timeout: float = 900.0) -> list[int]:
+def start(
+    sdk: VastAI, label: str, steps: Steps, env: Mapping[str, str], timeout: float = 900.0
+) -> list[int]:
     """Start every stopped labelled instance; wait, check, print health; return their ids."""
     stopped = [row for row in labelled(sdk, label) if row.get("intended_status") == "stopped"]
     if not stopped:

@@ -38,8 +38,9 @@ def _read(row: Mapping[str, Any], steps: Steps, env: Mapping[str, str]) -> HostR
         return HostReport(health="no SSH endpoint")
 
 
-def collect(sdk: VastAI, label: str, steps: Steps, env: Mapping[str, str],
-            prices: Mapping[str, Any]) -> dict[str, Any]:
+def collect(
+    sdk: VastAI, label: str, steps: Steps, env: Mapping[str, str], prices: Mapping[str, Any]
+) -> dict[str, Any]:
     """The status as data (what `--json` prints)."""
     now = steps.now()
     rows: list[dict[str, Any]] = []
@@ -49,16 +50,25 @@ def collect(sdk: VastAI, label: str, steps: Steps, env: Mapping[str, str],
         for key, count in report.by_class.items():
             tokens[key] = tokens.get(key, 0) + count
         cost = spent(row, now)
-        rows.append({
-            "id": row["id"], "gpu": f"{row.get('num_gpus')}x {row.get('gpu_name')}",
-            "state": state(row), "dph": float(row.get("dph_total") or 0), "uptime": _uptime(row),
-            "storage_dph": storage_per_hour(row),
-            "uptime_mins": row.get("uptime_mins"), "cost_compute": round(cost.compute, 6),
-            "cost_storage": round(cost.storage, 6), "cost": round(cost.total, 6),
-            "health": report.health, "requests": report.requests,
-            "input_tokens": report.input_tokens, "output_tokens": report.output_tokens,
-            "cache_hits": report.cache_hits,
-        })
+        rows.append(
+            {
+                "id": row["id"],
+                "gpu": f"{row.get('num_gpus')}x {row.get('gpu_name')}",
+                "state": state(row),
+                "dph": float(row.get("dph_total") or 0),
+                "uptime": _uptime(row),
+                "storage_dph": storage_per_hour(row),
+                "uptime_mins": row.get("uptime_mins"),
+                "cost_compute": round(cost.compute, 6),
+                "cost_storage": round(cost.storage, 6),
+                "cost": round(cost.total, 6),
+                "health": report.health,
+                "requests": report.requests,
+                "input_tokens": report.input_tokens,
+                "output_tokens": report.output_tokens,
+                "cache_hits": report.cache_hits,
+            }
+        )
     total = sum(r["cost"] for r in rows)
     output = sum(r["output_tokens"] for r in rows)
     anthropic = anthropic_cost(tokens, prices)
@@ -68,8 +78,9 @@ def collect(sdk: VastAI, label: str, steps: Steps, env: Mapping[str, str],
         "totals": {
             "cost": round(total, 6),
             # billed now: running instances whole, the others their disks
-            "dph": round(sum(r["dph"] if r["state"] == "running" else r["storage_dph"]
-                             for r in rows), 6),
+            "dph": round(
+                sum(r["dph"] if r["state"] == "running" else r["storage_dph"] for r in rows), 6
+            ),
             "requests": sum(r["requests"] for r in rows),
             "input_tokens": sum(r["input_tokens"] for r in rows),
             "output_tokens": output,
@@ -84,16 +95,39 @@ def collect(sdk: VastAI, label: str, steps: Steps, env: Mapping[str, str],
 
 def render(status: Mapping[str, Any]) -> str:
     """The terminal table."""
-    head = ("id", "GPU", "state", "$/h", "uptime", "cost", "health", "requests", "in tok",
-            "out tok", "cache hits")
+    head = (
+        "id",
+        "GPU",
+        "state",
+        "$/h",
+        "uptime",
+        "cost",
+        "health",
+        "requests",
+        "in tok",
+        "out tok",
+        "cache hits",
+    )
     lines = [" | ".join(head)]
     for r in status["instances"]:
-        lines.append(" | ".join(str(v) for v in (
-            r["id"], r["gpu"], r["state"], f"{r['dph']:.3f}", r["uptime"],
-            f"{r['cost']:.2f} ({r['cost_compute']:.2f} + {r['cost_storage']:.2f} disk)",
-            r["health"], f"{r['requests']:,}", f"{r['input_tokens']:,}",
-            f"{r['output_tokens']:,}", f"{r['cache_hits']:,}",
-        )))
+        lines.append(
+            " | ".join(
+                str(v)
+                for v in (
+                    r["id"],
+                    r["gpu"],
+                    r["state"],
+                    f"{r['dph']:.3f}",
+                    r["uptime"],
+                    f"{r['cost']:.2f} ({r['cost_compute']:.2f} + {r['cost_storage']:.2f} disk)",
+                    r["health"],
+                    f"{r['requests']:,}",
+                    f"{r['input_tokens']:,}",
+                    f"{r['output_tokens']:,}",
+                    f"{r['cache_hits']:,}",
+                )
+            )
+        )
     t, p = status["totals"], status["prices"]
     per_m = t["per_million_output"]
     lines += [
@@ -110,8 +144,15 @@ def render(status: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def status(sdk: VastAI, label: str, steps: Steps, env: Mapping[str, str],
-           prices: Mapping[str, Any], *, as_json: bool = False) -> dict[str, Any]:
+def status(
+    sdk: VastAI,
+    label: str,
+    steps: Steps,
+    env: Mapping[str, str],
+    prices: Mapping[str, Any],
+    *,
+    as_json: bool = False,
+) -> dict[str, Any]:
     """Print the status (a table, or JSON) and return it."""
     data = collect(sdk, label, steps, env, prices)
     steps.say(json.dumps(data, indent=2) if as_json else render(data))

@@ -74,8 +74,9 @@ def tunnel(hosts: Sequence[str], env: Mapping[str, str]) -> str:
             entry = lines.pick_host(list(loaded.values()), name)
             port = lines.DEFAULT_LOCAL_PORT + offset
             command = lines.ssh_command(name, entry["data"], port)
-            text.append(f"## {name}\n" + lines.render(command, lines.claude_env(entry["data"],
-                                                                              port, token)))
+            text.append(
+                f"## {name}\n" + lines.render(command, lines.claude_env(entry["data"], port, token))
+            )
     except lines.TunnelError as exc:
         raise FleetError(str(exc)) from exc
     return "\n".join(text)

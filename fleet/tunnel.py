@@ -30,6 +30,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from devkit.ports import port_in_use
+
 REPO = Path(__file__).resolve().parents[1]
 PYINFRA = Path(sys.executable).with_name("pyinfra")
 DEFAULT_LOCAL_PORT = 8001
@@ -179,16 +181,6 @@ def parse_exports(text: str) -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------- local port
-
-
-def port_in_use(port: int) -> bool:
-    """Whether something listens on (or holds) 127.0.0.1:``port``."""
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-    return False
 
 
 def free_port_near(port: int) -> int:

@@ -60,8 +60,9 @@ def _create(sdk: VastAI, offer: Offer, options: UpOptions) -> int:
     return int(answer["new_contract"])
 
 
-def rent(sdk: VastAI, offers: Sequence[Offer], need: int, options: UpOptions,
-         steps: Steps) -> list[int]:
+def rent(
+    sdk: VastAI, offers: Sequence[Offer], need: int, options: UpOptions, steps: Steps
+) -> list[int]:
     """Rent `need` instances from `offers` in order; a taken offer moves on to the next."""
     rented: list[int] = []
     before = {row["id"] for row in labelled(sdk, options.label)}

@@ -68,8 +68,9 @@ def wait_ready(sdk: VastAI, ids: Sequence[int], steps: Steps, timeout: float) ->
         steps.sleep(steps.poll_seconds)
 
 
-def _timeout_message(ids: Sequence[int], rows: Mapping[int, Row], ready: Mapping[int, bool],
-                     elapsed: float) -> str:
+def _timeout_message(
+    ids: Sequence[int], rows: Mapping[int, Row], ready: Mapping[int, bool], elapsed: float
+) -> str:
     seen = "; ".join(
         f"instance {i} is {'ready' if ready[i] else _situation(rows[i], ready[i])}" for i in ids
     )

@@ -91,6 +91,29 @@ def supervisord_running(hook: str):
 
 
 @operation()
+def unit_stays_active(unit: str, seconds: int = 4):
+    """
+    Fail the host, with the unit's journal, unless ``unit`` is active and does not restart.
+
+    + unit: a systemd unit just (re)started (gate the call on that: it always runs its check)
+    + seconds: how long the unit must stay up; a hardening option that stops the service
+      makes it fail at exec and cycle through ``Restart=``, which this window catches
+    """
+    q = shlex.quote(unit)
+    sentence = (
+        f"The unit {unit} did not stay active after its start (state: $state, restarts: "
+        "$before -> $after); its hardening or configuration stops it. "
+        f"Last lines of journalctl -u {unit}:"
+    )
+    yield (
+        f"before=$(systemctl show -p NRestarts --value {q}); sleep {int(seconds)}; "
+        f"after=$(systemctl show -p NRestarts --value {q}); state=$(systemctl is-active {q}); "
+        'if [ "$state" != active ] || [ "$after" != "$before" ]; then '
+        f'echo "{sentence}" >&2; journalctl -u {q} -n 25 --no-pager -o cat >&2; exit 1; fi'
+    )
+
+
+@operation()
 def supervisor_program_running(program: str):
     """Start a supervisor program that exists but is stopped, exited or fatal."""
     state = (host.get_fact(SupervisorPrograms) or {}).get(program)

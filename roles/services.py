@@ -145,7 +145,11 @@ def _systemd_program(
     running = systemd.service(
         name=f"Enable and start {unit}", service=unit, running=True, enabled=True
     )
-    return _changed([restart, running])
+    started = _changed([restart, running])
+    ops.unit_stays_active(
+        name=f"Check that {unit} stays active", unit=f"{unit}.service", _if=started
+    )
+    return started
 
 
 def _supervisor_program(

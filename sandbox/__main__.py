@@ -1,6 +1,8 @@
 """CLI: `python -m sandbox {build,up,down,restart,destroy,status,ssh-config,ssh}` (run as root).
 
-Environment: SANDBOX_HOSTS (fleet size for `up`, default 1), SANDBOX_STATE_DIR (fleet directory,
+Environment: SANDBOX_HOSTS (fleet size for `up`, default 1), SANDBOX_KIND (each host's kind,
+comma-separated, the last repeated: container or systemd; default: as the host last ran, a new
+host container), SANDBOX_STATE_DIR (fleet directory,
 default <repo>/.sandbox), SANDBOX_ROOTFS (default /var/cache/llm-selfhost/bookworm-rootfs),
 SANDBOX_DATA_DIR (where the container layers go), SANDBOX_SSH_PORT (first host's ssh port, default
 2222), SANDBOX_MIRROR (default: this machine's apt mirror).

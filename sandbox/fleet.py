@@ -7,6 +7,7 @@ host names inventories/local.py lists, and the Ollama release server's announcem
 
     fleet = Fleet()
     fleet.up(2)                 # sandbox-1, sandbox-2 (and the release server)
+    fleet.up(2, kinds=["systemd", "container"])   # sandbox-1 boots systemd
     fleet.restart("sandbox-1")  # like vast.ai's stop/start of one instance
     fleet.down()
 """
@@ -21,7 +22,7 @@ from pathlib import Path
 from . import release
 from .errors import SandboxError
 from .host import DEFAULT_SSH_PORT, REPO, Sandbox
-from .rootfs import build_rootfs, default_rootfs
+from .rootfs import build_rootfs, check_kind, default_rootfs
 from .system import lock
 
 FLEET_FILE = "fleet.json"
@@ -38,11 +39,27 @@ def host_names(count: int) -> list[str]:
     return [f"{PREFIX}{i}" for i in range(1, count + 1)]
 
 
+def host_kinds(
+    count: int, kinds: list[str] | None = None, current: dict[str, str] | None = None
+) -> list[str]:
+    """Return each host's kind: ``kinds`` (else env `SANDBOX_KIND`, comma-separated) in order,
+    the last one repeated; with neither, each host keeps its ``current`` kind (new hosts:
+    "container")."""
+    if kinds is None:
+        kinds = [k.strip() for k in os.environ.get("SANDBOX_KIND", "").split(",") if k.strip()]
+    if not kinds:
+        current = current or {}
+        return [current.get(name, "container") for name in host_names(count)]
+    kinds = [check_kind(kind) for kind in kinds]
+    return [kinds[min(i, len(kinds) - 1)] for i in range(count)]
+
+
 class Fleet:
     """Start, list, restart and stop the sandbox hosts of one fleet directory.
 
     + root: the fleet directory (default `default_fleet_dir()`)
-    + rootfs: the cached rootfs every host mounts read-only (env `SANDBOX_ROOTFS`)
+    + rootfs: the cached container rootfs every container host mounts read-only (env
+      `SANDBOX_ROOTFS`); systemd hosts use its `-systemd` sibling
     + data_root: where the hosts' container layers go, `<data_root>/<name>` (env
       `SANDBOX_DATA_DIR`; default: each host's own under /var/lib/llm-selfhost)
     + base_port: host i prefers ssh port base_port + i - 1 (env `SANDBOX_SSH_PORT`, else 2222);
@@ -67,23 +84,39 @@ class Fleet:
 
     def names(self) -> list[str]:
         """Return the hosts of the fleet, as the last `up` sized it ([] before any)."""
-        try:
-            names = json.loads((self.root / FLEET_FILE).read_text())["hosts"]
-        except (OSError, ValueError, KeyError):
-            return []
-        return [str(name) for name in names]
+        return list(self._recorded())
 
-    def host(self, name: str) -> Sandbox:
-        """Return the host called ``name`` (``sandbox-<i>``)."""
+    def _recorded(self) -> dict[str, str]:
+        """Host name -> kind, as the last `up` recorded them."""
+        try:
+            fleet = json.loads((self.root / FLEET_FILE).read_text())
+        except (OSError, ValueError):
+            return {}
+        names = [str(name) for name in fleet.get("hosts", [])]
+        kinds = [str(kind) for kind in fleet.get("kinds", [])] or ["container"] * len(names)
+        return dict(zip(names, kinds, strict=False))
+
+    def _rootfs(self, kind: str) -> Path:
+        """The cached rootfs hosts of ``kind`` mount."""
+        return (
+            self.rootfs
+            if kind == "container"
+            else self.rootfs.with_name(f"{self.rootfs.name}-{kind}")
+        )
+
+    def host(self, name: str, kind: str | None = None) -> Sandbox:
+        """Return the host called ``name`` (``sandbox-<i>``), of ``kind`` (default: recorded)."""
         index = name.removeprefix(PREFIX)
         if not (name.startswith(PREFIX) and index.isdigit() and int(index) >= 1):
             raise SandboxError(
                 f"{name!r} is not a sandbox host name; they are sandbox-1, sandbox-2…"
             )
+        kind = kind or self._recorded().get(name)
         return Sandbox(
             self.root / name,
             name=name,
-            rootfs=self.rootfs,
+            kind=kind,
+            rootfs=self._rootfs(kind or "container"),
             data_dir=self.data_root / name if self.data_root else None,
             ssh_port=None if self.base_port else 0,
             default_port=self.base_port + int(index) - 1 if self.base_port else None,
@@ -93,20 +126,33 @@ class Fleet:
         """Return the fleet's hosts, in order."""
         return [self.host(name) for name in self.names()]
 
-    def up(self, count: int, *, log=print) -> list[Sandbox]:
-        """Start hosts 1…count (those running stay as they are) and stop any beyond them."""
+    def up(self, count: int, *, kinds: list[str] | None = None, log=print) -> list[Sandbox]:
+        """Start hosts 1…count (those running stay as they are) and stop any beyond them.
+
+        + kinds: each host's kind, the last repeated (default: env `SANDBOX_KIND`, else each
+          host's current kind, "container" for a new one); a running host of another kind is
+          stopped and booted as the new one
+        """
         if count < 1:
             raise SandboxError(
                 f"A fleet needs at least one host, not {count}; use SANDBOX_HOSTS=1."
             )
-        build_rootfs(self.rootfs, log=log)  # once, before the hosts share it
+        kinds = host_kinds(count, kinds, self._recorded())
+        wanted = dict(zip(host_names(count), kinds, strict=True))
+        for kind in sorted(set(wanted.values())):  # once per kind, before the hosts share it
+            build_rootfs(self._rootfs(kind), kind=kind, log=log)
         with lock(self.root / "fleet.lock"):
-            wanted = host_names(count)
             for extra in sorted(set(self._known()) - set(wanted)):
                 log(f"Stopping {extra} (the fleet now has {count} host(s))")
                 self.host(extra).down()
+            for name, kind in wanted.items():
+                old = self.host(name)
+                if old.kind != kind and old.is_running():
+                    log(f"Stopping {name} to boot it as a {kind} host")
+                    old.down()
             release.ensure_running(self.root)
-            (self.root / FLEET_FILE).write_text(json.dumps({"hosts": wanted}, indent=2) + "\n")
+            fleet = {"hosts": list(wanted), "kinds": list(wanted.values())}
+            (self.root / FLEET_FILE).write_text(json.dumps(fleet, indent=2) + "\n")
         hosts = [self.host(name) for name in wanted]
         with ThreadPoolExecutor(max_workers=len(hosts)) as pool:
             list(pool.map(lambda box: box.up(log=log), hosts))

@@ -30,8 +30,10 @@ import subprocess
 import time
 from pathlib import Path
 
+from devkit.ports import port_in_use
+
 from .errors import SandboxError
-from .rootfs import STAMP, build_rootfs, default_rootfs
+from .rootfs import STAMP, build_rootfs, check_kind, default_rootfs
 from .system import (
     children,
     clean_env,
@@ -46,6 +48,7 @@ from .system import (
 
 REPO = Path(__file__).resolve().parents[1]
 INIT_SH = Path(__file__).with_name("init.sh")
+INIT_SYSTEMD_SH = Path(__file__).with_name("init-systemd.sh")
 HOST_NAME = "sandbox"
 DEFAULT_SSH_PORT = 2222
 DEFAULT_UP_TIMEOUT = 60.0
@@ -60,7 +63,9 @@ class Sandbox:
 
     + state_dir: pid files, ssh key, known_hosts, ssh_config, port, log
     + name: the host name (its hostname inside, and its `Host` in ssh_config)
-    + rootfs: cached Debian rootfs, the read-only lower layer (env `SANDBOX_ROOTFS`)
+    + kind: "container" (sshd as PID 1, then /root/onstart.sh: a vast.ai container) or "systemd"
+      (systemd as PID 1, booted by systemd-nspawn: a user's own server); None = as last started
+    + rootfs: cached Debian rootfs of that kind, the read-only lower layer
     + data_dir: the container layer, kept across down/up like vast's container storage
       (default `/var/lib/llm-selfhost/sandbox-<hash of state_dir>`)
     + ssh_port: the control machine's loopback port forwarded to sshd: None = the last port, or
@@ -76,6 +81,7 @@ class Sandbox:
         state_dir: str | Path,
         *,
         name: str = HOST_NAME,
+        kind: str | None = None,
         rootfs: str | Path | None = None,
         data_dir: str | Path | None = None,
         ssh_port: int | None = None,
@@ -83,7 +89,11 @@ class Sandbox:
     ) -> None:
         self.state_dir = Path(state_dir).absolute()
         self.name = name
-        self.rootfs = Path(rootfs or default_rootfs()).absolute()
+        recorded_kind = self.state_dir / "kind"
+        if kind is None and recorded_kind.exists():
+            kind = recorded_kind.read_text().strip()
+        self.kind = check_kind(kind or "container")
+        self.rootfs = Path(rootfs or default_rootfs(self.kind)).absolute()
         digest = hashlib.sha256(str(self.state_dir).encode()).hexdigest()[:12]
         default_data = f"/var/lib/llm-selfhost/sandbox-{digest}"
         # A host started with another layer (tests, SANDBOX_DATA_DIR) recorded it in its state.
@@ -131,7 +141,10 @@ class Sandbox:
         if not self.is_running():
             return "stopped"
         answers = "sshd answers" if self._ssh_ok() else "sshd not answering"
-        return f"running (ssh 127.0.0.1:{self.ssh_port}, init pid {self.init_pid()}, {answers})"
+        return (
+            f"running ({self.kind}, ssh 127.0.0.1:{self.ssh_port}, "
+            f"init pid {self.init_pid()}, {answers})"
+        )
 
     def up(self, *, timeout: float = DEFAULT_UP_TIMEOUT, log=print) -> Sandbox:
         """Start the sandbox unless it already runs and answers; build the rootfs if needed."""
@@ -156,7 +169,7 @@ class Sandbox:
             return self
 
     def _boot(self, timeout: float, log) -> None:
-        build_rootfs(self.rootfs, log=log)  # also syncs the CA certificates
+        build_rootfs(self.rootfs, kind=self.kind, log=log)  # also syncs the CA certificates
         port = self._choose_port()
         self._write_state(port)
         self._prepare_layer(log=log)
@@ -227,23 +240,7 @@ class Sandbox:
     def _stop(self) -> None:
         unshares = self._unshare_pids()
         _stop_pidfile(self.slirp_pid_path, str(self.slirp_socket))
-        own = pid_namespace(os.getpid())
-        namespaces = set()
-        for pid in unshares:
-            for child in children(pid):
-                namespace = pid_namespace(child)
-                if namespace and namespace != own:
-                    namespaces.add(namespace)
-                # Killing the namespace's PID 1 makes the kernel kill everything inside it.
-                _kill(child)
-        for namespace in namespaces:
-            for pid in pids_in_namespace(namespace):
-                _kill(pid)
-        # unshare reaps its child and exits; killing it first would orphan a zombie init.
-        if not _wait_gone(unshares, timeout=5):
-            for pid in unshares:
-                _kill(pid)
-        _wait_gone([*unshares, *(p for n in namespaces for p in pids_in_namespace(n))], strict=True)
+        _stop_boots(unshares)
         # The mounts lived in the namespace's private mount table; these catch manual leftovers.
         unmount_under(self.merged)
         unmount_under(self.rootfs)
@@ -252,14 +249,14 @@ class Sandbox:
     def _choose_port(self) -> int:
         wanted = self._wanted_port
         if wanted:
-            if not _port_free(wanted):
+            if port_in_use(wanted):
                 raise SandboxError(f"Port 127.0.0.1:{wanted} is taken; pick another SSH port.")
             return wanted
         candidates = [self._default_port] if wanted is None and self._default_port else []
         if self.port_path.exists():  # a restart keeps its port, as inventories know it
             candidates.insert(0, self.ssh_port)
         for port in candidates:
-            if _port_free(port):
+            if not port_in_use(port):
                 return port
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
@@ -280,6 +277,7 @@ class Sandbox:
         known = "".join(f"[{self.hostname}]:{port} {entry}\n" for entry in entries)
         self.known_hosts_path.write_text(known)
         self.port_path.write_text(f"{port}\n")
+        (state / "kind").write_text(f"{self.kind}\n")
         (state / "data_dir").write_text(f"{self.data_dir}\n")
         self.ssh_config_path.write_text(self.ssh_config())
         (state / "hostname").write_text(f"{self.name}\n")
@@ -305,13 +303,24 @@ class Sandbox:
     def _launch(self, port: int) -> None:
         self.pid_path.unlink(missing_ok=True)
         layer = [str(self.data_dir / name) for name in ("upper", "work", "merged")]
+        if self.kind == "systemd":
+            # systemd-nspawn makes the other namespaces; unshare only keeps the overlay private.
+            boot = ["unshare", "--mount", "--propagation", "private", "sh", str(INIT_SYSTEMD_SH),
+                    str(self.rootfs), *layer, str(self.state_dir), self.name]  # fmt: skip
+        else:
+            boot = ["unshare", "--pid", "--mount", "--uts", "--ipc", "--net", "--fork",
+                    "--kill-child", "--propagation", "private",
+                    "sh", str(INIT_SH), str(self.rootfs), *layer, str(self.state_dir)]  # fmt: skip
+        # setsid -f: detach from the caller's session; the shell records the pid unshare keeps.
         argv = [
-            # setsid -f: detach from the caller's session; the shell records the pid unshare keeps.
-            "setsid", "-f", "sh", "-c", 'echo $$ > "$0" && exec "$@"', str(self.pid_path),
-            "unshare", "--pid", "--mount", "--uts", "--ipc", "--net", "--fork", "--kill-child",
-            "--propagation", "private",
-            "sh", str(INIT_SH), str(self.rootfs), *layer, str(self.state_dir),
-        ]  # fmt: skip
+            "setsid",
+            "-f",
+            "sh",
+            "-c",
+            'echo $$ > "$0" && exec "$@"',
+            str(self.pid_path),
+            *boot,
+        ]
         with open(self.log_path, "a") as log:
             log.write(f"--- up {time.strftime('%Y-%m-%d %H:%M:%S')} ssh port {port}\n")
             log.flush()
@@ -396,16 +405,35 @@ def stop_all() -> list[int]:
     For CI cleanup after a killed test run; `Sandbox.down()` stops only its own sandbox.
     """
     unshares = find_processes("unshare", str(INIT_SH))
-    for pid in unshares:
-        for child in children(pid):
-            _kill(child)
-    if not _wait_gone(unshares, timeout=5):
-        for pid in unshares:
-            _kill(pid)
-    _wait_gone(unshares, strict=True)
+    unshares += find_processes("systemd-nspawn", "--machine=sandbox")
+    _stop_boots(unshares)
     for pid in find_processes("slirp4netns", "slirp4netns.sock"):
         _kill(pid)
     return unshares
+
+
+def _stop_boots(unshares: list[int]) -> None:
+    """Kill the hosts booted by these processes (unshare, or the nspawn it became), all of them.
+
+    Killing a PID namespace's PID 1 makes the kernel kill everything inside it; the sweep
+    catches what a half-started host left. The booting process reaps its child and exits;
+    killing it first would orphan a zombie init.
+    """
+    own = pid_namespace(os.getpid())
+    namespaces = set()
+    for pid in unshares:
+        for child in children(pid):
+            namespace = pid_namespace(child)
+            if namespace and namespace != own:
+                namespaces.add(namespace)
+            _kill(child)
+    for namespace in namespaces:
+        for pid in pids_in_namespace(namespace):
+            _kill(pid)
+    if not _wait_gone(unshares, timeout=5):
+        for pid in unshares:
+            _kill(pid)
+    _wait_gone([*unshares, *(p for n in namespaces for p in pids_in_namespace(n))], strict=True)
 
 
 def _stop_pidfile(pid_path: Path, needle: str) -> None:
@@ -418,17 +446,6 @@ def _stop_pidfile(pid_path: Path, needle: str) -> None:
         _kill(pid)
         _wait_gone([pid], strict=True)
     pid_path.unlink(missing_ok=True)
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as probe:
-        # Like slirp4netns's listener: connections left in TIME_WAIT do not hold the port.
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def _kill(pid: int) -> None:

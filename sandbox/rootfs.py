@@ -1,8 +1,13 @@
-"""Build the sandbox host's Debian rootfs: debootstrap, trusted CAs, apt sources, sshd.
+"""Build the sandbox hosts' Debian rootfs: debootstrap, trusted CAs, apt sources, sshd.
 
-The rootfs is a cache outside the repository (default `/var/cache/llm-selfhost/bookworm-rootfs`,
-env `SANDBOX_ROOTFS`) and is never written to while a sandbox runs: each sandbox mounts it as the
-read-only lower layer of an overlay. It is rebuilt when missing or when its recipe stamp differs.
+Two kinds, each a cache outside the repository, never written to while a sandbox runs (each host
+mounts it as the read-only lower layer of an overlay), rebuilt when missing or when its recipe
+stamp differs:
+
+- ``container`` (default `/var/cache/llm-selfhost/bookworm-rootfs`, env `SANDBOX_ROOTFS`): no
+  systemd, like a vast.ai container;
+- ``systemd`` (the same path with `-systemd` appended): systemd, systemd-sysv and dbus added, booted
+  by systemd-nspawn like a user's own GPU server or a vast.ai VM.
 """
 
 from __future__ import annotations
@@ -24,6 +29,11 @@ from .system import clean_env, find_processes, lock, unmount_under
 RECIPE_VERSION = 2
 SUITE = "bookworm"
 INCLUDE = ("openssh-server", "python3", "ca-certificates", "iproute2", "procps", "curl")
+# What each kind adds to INCLUDE.
+KINDS: dict[str, tuple[str, ...]] = {
+    "container": (),
+    "systemd": ("systemd", "systemd-sysv", "dbus"),
+}
 STAMP = "etc/llm-selfhost-sandbox.json"
 EXTRA_CA_DIR = "usr/local/share/ca-certificates/llm-selfhost-host"
 SSHD_DROP_IN = """\
@@ -47,9 +57,17 @@ DEFAULT_MIRROR = "http://deb.debian.org/debian"
 DEFAULT_SECURITY_MIRROR = "http://deb.debian.org/debian-security"
 
 
-def default_rootfs() -> Path:
-    """Return the rootfs cache path (env `SANDBOX_ROOTFS` or the default)."""
-    return Path(os.environ.get("SANDBOX_ROOTFS") or DEFAULT_ROOTFS)
+def default_rootfs(kind: str = "container") -> Path:
+    """Return the rootfs cache path of a kind (env `SANDBOX_ROOTFS` or the default)."""
+    base = Path(os.environ.get("SANDBOX_ROOTFS") or DEFAULT_ROOTFS)
+    return base if kind == "container" else base.with_name(f"{base.name}-{check_kind(kind)}")
+
+
+def check_kind(kind: str) -> str:
+    """Return ``kind`` if it is a sandbox kind, else raise a sentence naming them."""
+    if kind not in KINDS:
+        raise SandboxError(f"{kind!r} is not a sandbox kind; use one of: {', '.join(KINDS)}.")
+    return kind
 
 
 def host_mirrors() -> tuple[str, str]:
@@ -64,13 +82,13 @@ def host_mirrors() -> tuple[str, str]:
     return (main or DEFAULT_MIRROR).rstrip("/"), (security or DEFAULT_SECURITY_MIRROR).rstrip("/")
 
 
-def recipe() -> dict[str, object]:
+def recipe(kind: str = "container") -> dict[str, object]:
     """Return the inputs that define the rootfs; a change triggers a rebuild."""
     main, security = host_mirrors()
     return {
         "version": RECIPE_VERSION,
         "suite": SUITE,
-        "include": list(INCLUDE),
+        "include": [*INCLUDE, *KINDS[check_kind(kind)]],
         "mirror": main,
         "security_mirror": security,
         "sshd": hashlib.sha256((SSHD_DROP_IN + PIP_CONF).encode()).hexdigest()[:16],
@@ -85,13 +103,15 @@ def read_stamp(rootfs: Path) -> dict[str, object] | None:
         return None
 
 
-def is_current(rootfs: Path) -> bool:
+def is_current(rootfs: Path, kind: str = "container") -> bool:
     """Tell whether `rootfs` exists and was built from the current recipe."""
     stamp = read_stamp(rootfs)
-    return stamp is not None and stamp.get("recipe") == recipe()
+    return stamp is not None and stamp.get("recipe") == recipe(kind)
 
 
-def build_rootfs(rootfs: Path | None = None, *, force: bool = False, log=print) -> bool:
+def build_rootfs(
+    rootfs: Path | None = None, *, kind: str = "container", force: bool = False, log=print
+) -> bool:
     """Build the rootfs unless it is current; return True when a build happened.
 
     + rootfs: target directory (default: `default_rootfs()`)
@@ -100,10 +120,10 @@ def build_rootfs(rootfs: Path | None = None, *, force: bool = False, log=print) 
 
     Example: `build_rootfs(Path("/var/cache/llm-selfhost/bookworm-rootfs"))`
     """
-    rootfs = (rootfs or default_rootfs()).absolute()
+    rootfs = (rootfs or default_rootfs(kind)).absolute()
     rootfs.parent.mkdir(parents=True, exist_ok=True)
     with lock(rootfs.parent / f".{rootfs.name}.lock"):
-        if not force and is_current(rootfs):
+        if not force and is_current(rootfs, kind):
             sync_ca_certificates(rootfs, log=log)
             return False
         users = find_processes("unshare", str(rootfs))
@@ -116,8 +136,8 @@ def build_rootfs(rootfs: Path | None = None, *, force: bool = False, log=print) 
         tmp = rootfs.parent / f".{rootfs.name}.build-{os.getpid()}"
         started = time.monotonic()
         log(f"Building {rootfs} with debootstrap (a few minutes)...")
-        _debootstrap(tmp)
-        _configure(tmp, log=log)
+        _debootstrap(tmp, kind)
+        _configure(tmp, kind, log=log)
         _swap_into_place(tmp, rootfs)
         log(f"Built {rootfs} in {time.monotonic() - started:.0f}s")
         return True
@@ -148,12 +168,12 @@ def chroot(rootfs: Path, *argv: str) -> str:
     return proc.stdout
 
 
-def _debootstrap(target: Path) -> None:
+def _debootstrap(target: Path, kind: str) -> None:
     main, _ = host_mirrors()
     # A private mount namespace: debootstrap's /proc and /sys mounts in the target die with it.
     cmd = [
         "unshare", "--mount", "--propagation", "private",
-        "debootstrap", "--variant=minbase", f"--include={','.join(INCLUDE)}",
+        "debootstrap", "--variant=minbase", f"--include={','.join([*INCLUDE, *KINDS[kind]])}",
         SUITE, str(target), main,
     ]  # fmt: skip
     if shutil.which("debootstrap") is None:
@@ -164,7 +184,7 @@ def _debootstrap(target: Path) -> None:
         raise SandboxError(f"debootstrap failed (exit {proc.returncode}):\n{tail}")
 
 
-def _configure(root: Path, *, log) -> None:
+def _configure(root: Path, kind: str, *, log) -> None:
     main, security = host_mirrors()
     # Same shape as the debian:bookworm image: deb822 sources, empty lists (the deploy runs update).
     (root / "etc/apt/sources.list").unlink(missing_ok=True)
@@ -185,7 +205,11 @@ def _configure(root: Path, *, log) -> None:
     # Must stay absent: the deploy picks supervisor over systemd by this path, as on vast.
     if (root / "run/systemd/system").exists():
         raise SandboxError("The rootfs has /run/systemd/system; the sandbox must lack systemd.")
-    stamp = {"recipe": recipe(), "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    if kind == "systemd":
+        # sshd is the door (enabled by its package); nspawn supplies the console, no gettys.
+        (root / "root/.ssh").mkdir(mode=0o700, exist_ok=True)
+        chroot(root, "systemctl", "mask", "getty@tty1.service", "serial-getty@console.service")
+    stamp = {"recipe": recipe(kind), "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     (root / STAMP).write_text(json.dumps(stamp, indent=2) + "\n")
 
 

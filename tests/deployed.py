@@ -1,12 +1,13 @@
 """Session fixtures: the tests' own sandbox fleet, deployed once with deploy.py, then restarted.
 
-``deployed_fleet`` starts a two-host fleet (sandbox-1, sandbox-2) in a fleet directory, container
-layers and secrets folder of its own — never the user's `.sandbox/` or `secrets/`, so `make test`
-runs beside a deployed fleet — and runs ``pyinfra -y --json inventories/local.py deploy.py`` once
-against both hosts in parallel. ``restarted_host`` then restarts sandbox-2 the way vast.ai's
-stop/start does (``python -m sandbox restart``: every process killed, booted through sshd and
-/root/onstart.sh) and waits for proxy_app's /health with no deploy; the host checks in tests/infra
-run after it, so sandbox-2's checks prove the services came back by themselves.
+``deployed_fleet`` starts a two-host fleet in a fleet directory, container layers and secrets
+folder of its own — never the user's `.sandbox/` or `secrets/`, so `make test` runs beside a
+deployed fleet: sandbox-1 boots systemd (a user's own server: units), sandbox-2 is a vast.ai-shaped
+container (supervisord). It runs ``pyinfra -y --json inventories/local.py deploy.py`` once against
+both hosts in parallel. ``restarted_hosts`` then restarts both with ``python -m sandbox restart``
+(every process killed; the container boots through sshd and /root/onstart.sh, the systemd host
+reboots) and waits for proxy_app's /health with no deploy; the host checks in tests/infra run
+after it, so every check proves the services came back by themselves.
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ from sandbox import Fleet, SandboxError, host_names
 REPO = Path(__file__).resolve().parents[1]
 PYINFRA = Path(sys.executable).with_name("pyinfra")
 INVENTORY = REPO / "inventories" / "local.py"
-FLEET_SIZE = 2
+FLEET_KINDS = ["systemd", "container"]
+FLEET_SIZE = len(FLEET_KINDS)
 FLEET_HOSTS = host_names(FLEET_SIZE)
-RESTARTED = FLEET_HOSTS[-1]
+KIND = dict(zip(FLEET_HOSTS, FLEET_KINDS, strict=True))
 HEALTHY_WITHIN = 60.0
 DEPLOY_TIMEOUT = 1800
 
@@ -108,7 +110,8 @@ def deployed_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deploye
     """A two-host sandbox fleet of the tests' own, deployed once."""
     if os.geteuid() != 0:
         pytest.skip("the sandbox fleet needs root (debootstrap, namespaces, mounts)")
-    missing = [t for t in ("debootstrap", "slirp4netns", "zstd") if shutil.which(t) is None]
+    tools = ("debootstrap", "slirp4netns", "zstd", "systemd-nspawn")
+    missing = [t for t in tools if shutil.which(t) is None]
     if missing:
         pytest.skip(f"the sandbox fleet needs {', '.join(missing)} (make apt installs them)")
     root = tmp_path_factory.mktemp("fleet")
@@ -120,7 +123,7 @@ def deployed_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deploye
     }
     try:
         try:
-            fleet.up(FLEET_SIZE, log=lambda *_: None)
+            fleet.up(FLEET_SIZE, kinds=FLEET_KINDS, log=lambda *_: None)
         except SandboxError as exc:
             pytest.fail(f"The sandbox fleet did not start: {exc}", pytrace=False)
         deployed = DeployedFleet(fleet, env)
@@ -133,16 +136,27 @@ def deployed_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deploye
         fleet.destroy()
 
 
+SERVICES = {"ollama": "ollama", "redis": "redis-server", "proxy": "proxy"}
+
+
 def _processes(deployed: DeployedFleet, name: str) -> dict[str, str]:
-    """Program name -> pid of supervisord and each program on one host."""
+    """The service manager's pid and each service's main pid on one host."""
+    if KIND[name] == "systemd":
+        units = " ".join(SERVICES.values())
+        command = f"systemctl show -p MainPID --value {units}; cat /proc/1/stat | cut -d' ' -f22"
+        *mains, boot = deployed.ssh(name, command).stdout.split() or ["", ""]
+        return {"manager": boot, "programs": " ".join(mains)}  # PID 1's start time
     out = deployed.ssh(name, "supervisorctl pid; supervisorctl pid all").stdout.split()
-    return {"supervisord": out[0], "programs": " ".join(out[1:])} if out else {}
+    return {"manager": out[0], "programs": " ".join(out[1:])} if out else {}
 
 
 @pytest.fixture(scope="session")
-def restarted_host(deployed_fleet: DeployedFleet) -> Restart:
-    """sandbox-2 after `python -m sandbox restart sandbox-2`, healthy again without a deploy."""
-    name = RESTARTED
+def restarted_hosts(deployed_fleet: DeployedFleet) -> list[Restart]:
+    """Every host after `python -m sandbox restart`, healthy again without a deploy."""
+    return [_restart(deployed_fleet, name) for name in FLEET_HOSTS]
+
+
+def _restart(deployed_fleet: DeployedFleet, name: str) -> Restart:
     before = _processes(deployed_fleet, name)
     done = subprocess.run(
         [sys.executable, "-m", "sandbox", "restart", name],
@@ -162,11 +176,13 @@ def restarted_host(deployed_fleet: DeployedFleet) -> Restart:
             health = json.loads(out.stdout)
         except ValueError:
             health = {}
-        if health.get("status") in ("healthy", "degraded", "ok"):
+        if health.get("status") == "healthy":  # Ollama, the model and Redis over TLS
             break
         time.sleep(1)
     else:
-        log = deployed_fleet.ssh(name, "cat /var/log/onstart.log; supervisorctl status").stdout
+        log = deployed_fleet.ssh(
+            name, "cat /var/log/onstart.log; supervisorctl status; systemctl --failed"
+        ).stdout
         pytest.fail(
             f"{name} was not healthy within {HEALTHY_WITHIN:.0f}s of its restart; "
             f"last /health {health}; onstart log and programs:\n{log}",

@@ -55,6 +55,7 @@ def deploy_proxy() -> None:
         env_file=ENV_FILE,
         run_as=user,
         home=home,
+        unit_extra=str(data.proxy_unit_extra).strip(),
     )
     address = "127.0.0.1" if data.proxy_bind in ("0.0.0.0", "::", "") else data.proxy_bind
     ops.wait_for_url(

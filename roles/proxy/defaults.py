@@ -17,6 +17,8 @@ DEFAULTS = {
     "proxy_keep_alive": "30m",
     # More PROXY_* settings for the env file, e.g. {"PROXY_CACHE_TTL": "3600"}.
     "proxy_extra_env": {},
+    # Lines added to the systemd unit's [Service] section (escape hatch; systemd hosts only).
+    "proxy_unit_extra": "",
     # Seconds to wait for /health after a (re)start.
     "proxy_wait_timeout": 60,
 }

@@ -40,6 +40,7 @@ SAMPLE = {
         "run_as": PROXY["proxy_user"],
         "home": PROXY["proxy_home"],
         "env": {"PROXY_HOST": "127.0.0.1", "PROXY_REDIS_URL": "rediss://:pw@localhost:6379/0"},
+        "unit_extra": "",
     },
     "redis": {
         "config": "/etc/redis/redis.conf",

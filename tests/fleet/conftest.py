@@ -113,8 +113,12 @@ def env(vast: VastDouble, tmp_path: Path) -> dict[str, str]:
     home = tmp_path / "home"
     (home / ".ssh").mkdir(parents=True)
     (home / ".ssh" / "id_ed25519.pub").write_text(PUBLIC_KEY + "\n")
-    return {"HOME": str(home), "VAST_API_KEY": API_KEY, "VAST_URL": vast.url,
-            "VAST_KNOWN_HOSTS": str(tmp_path / "known_hosts")}
+    return {
+        "HOME": str(home),
+        "VAST_API_KEY": API_KEY,
+        "VAST_URL": vast.url,
+        "VAST_KNOWN_HOSTS": str(tmp_path / "known_hosts"),
+    }
 
 
 @pytest.fixture

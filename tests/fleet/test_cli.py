@@ -21,8 +21,16 @@ def run(*argv: str, env: dict[str, str], tool: str = "python") -> subprocess.Com
     # make: never reinstall the venv from inside a test (-o: treat it as up to date)
     make = ["make", "--no-print-directory", "-o", ".venv/.installed"]
     command = [sys.executable, "-m", "fleet", *argv] if tool == "python" else [*make, *argv]
-    return subprocess.run(command, cwd=ROOT, env={**base, **env}, capture_output=True, text=True,
-                          timeout=120, stdin=subprocess.DEVNULL, check=False)
+    return subprocess.run(
+        command,
+        cwd=ROOT,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
 
 
 @pytest.mark.parametrize("command", ["", "up", "down", "stop", "start", "status"])

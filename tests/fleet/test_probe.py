@@ -60,11 +60,16 @@ def test_ssh_answers_needs_the_banner(banner_server: tuple[str, int]) -> None:
 
 
 def test_ssh_argv() -> None:
-    data = {"ssh_hostname": "203.0.113.7", "ssh_port": 40022, "ssh_user": "root",
-            "ssh_key": "/k/id", "ssh_known_hosts_file": "/k/known_hosts"}
+    data = {
+        "ssh_hostname": "203.0.113.7",
+        "ssh_port": 40022,
+        "ssh_user": "root",
+        "ssh_key": "/k/id",
+        "ssh_known_hosts_file": "/k/known_hosts",
+    }
     argv = ssh_argv(data)
     assert argv[0] == "ssh" and argv[-1] == "root@203.0.113.7"
-    assert ["-p", "40022"] == argv[argv.index("-p"):argv.index("-p") + 2]
+    assert ["-p", "40022"] == argv[argv.index("-p") : argv.index("-p") + 2]
     assert "UserKnownHostsFile=/k/known_hosts" in argv and "BatchMode=yes" in argv
 
 
@@ -82,8 +87,9 @@ def test_read_host_against_a_live_proxy(
 ) -> None:
     double.script(Reply("hi", prompt_eval_count=40, eval_count=9))
     client = anthropic.Anthropic(base_url=proxy.url, api_key=API_KEY, max_retries=0)
-    client.messages.create(model="claude-opus-5-5", max_tokens=50,
-                           messages=[{"role": "user", "content": "hi"}])
+    client.messages.create(
+        model="claude-opus-5-5", max_tokens=50, messages=[{"role": "user", "content": "hi"}]
+    )
     data = {"ssh_hostname": "host", "ssh_port": 22, "proxy_port": proxy.settings.port}
 
     report = read_host(data)

@@ -29,8 +29,13 @@ DISK_DPH = 0.15 * 40 / 720  # offer 8002's storage_cost x 40 GB, per hour
 
 
 def test_cost_of_a_running_instance() -> None:
-    row = {"actual_status": "running", "dph_total": 0.35, "storage_total_cost": 0.05,
-           "start_date": 1000.0, "uptime_mins": 90.0}
+    row = {
+        "actual_status": "running",
+        "dph_total": 0.35,
+        "storage_total_cost": 0.05,
+        "start_date": 1000.0,
+        "uptime_mins": 90.0,
+    }
     spent = cost.spent(row, now=1000.0 + 3 * 3600)
     assert spent.compute == pytest.approx(0.30 * 1.5)  # current run only
     assert spent.storage == pytest.approx(0.05 * 3)  # since the rental began
@@ -38,16 +43,25 @@ def test_cost_of_a_running_instance() -> None:
 
 
 def test_cost_of_a_stopped_instance_is_storage_only() -> None:
-    row = {"actual_status": "stopped", "dph_total": 0.35, "storage_cost": 0.18,
-           "disk_space": 40.0, "start_date": 0.0, "uptime_mins": None}
+    row = {
+        "actual_status": "stopped",
+        "dph_total": 0.35,
+        "storage_cost": 0.18,
+        "disk_space": 40.0,
+        "start_date": 0.0,
+        "uptime_mins": None,
+    }
     spent = cost.spent(row, now=7200.0)
     assert spent.compute == 0
     assert spent.storage == pytest.approx(0.18 * 40 / 720 * 2)
 
 
 def test_anthropic_cost_by_class_with_other_as_sonnet() -> None:
-    tokens = {("opus", "input"): 2_000_000, ("haiku", "output"): 1_000_000,
-              ("other", "output"): 100_000}
+    tokens = {
+        ("opus", "input"): 2_000_000,
+        ("haiku", "output"): 1_000_000,
+        ("other", "output"): 100_000,
+    }
     assert cost.anthropic_cost(tokens, PRICES) == pytest.approx(10.0 + 5.0 + 1.5)
     assert cost.per_million(3.0, 1_500_000) == pytest.approx(2.0)
     assert cost.per_million(3.0, 0) is None
@@ -65,8 +79,12 @@ def test_metrics_parsed_from_proxy_apps_own_rendering() -> None:
     report = parse_metrics(text)
     assert (report.requests, report.input_tokens, report.output_tokens) == (3, 1300, 320)
     assert report.cache_hits == 4
-    assert report.by_class == {("opus", "input"): 1200, ("opus", "output"): 300,
-                               ("haiku", "input"): 100, ("haiku", "output"): 20}
+    assert report.by_class == {
+        ("opus", "input"): 1200,
+        ("opus", "output"): 300,
+        ("haiku", "input"): 100,
+        ("haiku", "output"): 20,
+    }
 
 
 def test_metrics_without_class_counters_count_as_other() -> None:
@@ -84,14 +102,22 @@ def fleet(sdk: VastAI, vast: VastDouble, steps: Recorder, env: dict[str, str]) -
 
 
 def test_status_rows_and_totals(
-    sdk: VastAI, vast: VastDouble, steps: Recorder, env: dict[str, str], fleet: list[int],
+    sdk: VastAI,
+    vast: VastDouble,
+    steps: Recorder,
+    env: dict[str, str],
+    fleet: list[int],
     wall: Clock,
 ) -> None:
     first, second = fleet
     steps.reports = {
         f"ssh{first % 10}.vast.example": HostReport(
-            health="healthy", requests=12, input_tokens=3_000_000, output_tokens=200_000,
-            cache_hits=3, by_class={("sonnet", "input"): 3_000_000, ("sonnet", "output"): 200_000},
+            health="healthy",
+            requests=12,
+            input_tokens=3_000_000,
+            output_tokens=200_000,
+            cache_hits=3,
+            by_class={("sonnet", "input"): 3_000_000, ("sonnet", "output"): 200_000},
         ),
     }
     wall.advance(2 * 3600)
@@ -103,8 +129,12 @@ def test_status_rows_and_totals(
     rows = {r["id"]: r for r in data["instances"]}
     assert list(rows) == fleet  # only the labelled ones
     a, b = rows[first], rows[second]
-    assert (a["gpu"], a["state"], a["uptime"], a["health"]) == ("1x RTX 4090", "running",
-                                                               "3h00m", "healthy")
+    assert (a["gpu"], a["state"], a["uptime"], a["health"]) == (
+        "1x RTX 4090",
+        "running",
+        "3h00m",
+        "healthy",
+    )
     assert a["dph"] == pytest.approx(0.30 + DISK_DPH)
     assert a["cost_compute"] == pytest.approx(0.30 * 3, abs=1e-6)
     assert a["cost_storage"] == pytest.approx(DISK_DPH * 3, abs=1e-6)

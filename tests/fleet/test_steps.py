@@ -27,8 +27,15 @@ def test_deploy_limits_pyinfra_to_the_hosts(runs: list[dict[str, Any]]) -> None:
     steps.deploy(["vast-1", "vast-2"], {"VAST_LABEL": "x"})
     (run,) = runs
     assert run["argv"][0].endswith("/pyinfra")
-    assert run["argv"][1:] == ["-y", "inventories/vast.py", "deploy.py", "--limit", "vast-1",
-                               "--limit", "vast-2"]
+    assert run["argv"][1:] == [
+        "-y",
+        "inventories/vast.py",
+        "deploy.py",
+        "--limit",
+        "vast-1",
+        "--limit",
+        "vast-2",
+    ]
     assert run["cwd"] == steps.REPO and run["env"]["VAST_LABEL"] == "x"
 
 

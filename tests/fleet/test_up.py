@@ -121,8 +121,10 @@ def test_a_timeout_destroys_nothing_and_says_what_it_sees(
     with pytest.raises(FleetError) as raised:
         up(sdk, options(1, timeout=300), steps, env)
     message = str(raised.value)
-    assert message.startswith("Gave up waiting after 300 s: instance 7000001 is loading"
-                              " (Pulling image layers). Nothing was destroyed")
+    assert message.startswith(
+        "Gave up waiting after 300 s: instance 7000001 is loading"
+        " (Pulling image layers). Nothing was destroyed"
+    )
     assert "see `vastai logs 7000001`" in message
     assert "it rents nothing more" in message
     assert vast.requests("DELETE") == []
@@ -159,7 +161,11 @@ def test_ssh_not_answering_is_reported_at_the_timeout(
     ids=["ssh-key-not-registered", "insufficient-credit", "no-local-key"],
 )
 def test_errors_before_renting_are_sentences(
-    sdk: VastAI, vast: VastDouble, steps: Recorder, env: dict[str, str], setup: object,
+    sdk: VastAI,
+    vast: VastDouble,
+    steps: Recorder,
+    env: dict[str, str],
+    setup: object,
     sentence: str,
 ) -> None:
     setup(vast.market, env)  # type: ignore[operator]

@@ -9,7 +9,8 @@ Three ways to pick the hosts:
 - ``pytest tests/infra --hosts=ssh://sandbox --ssh-config=.sandbox/ssh_config``: testinfra's own
   host selection; expected values are the roles' defaults with group_data/all.py.
 - neither (the full suite): the tests' own two-host sandbox fleet, deployed once per session,
-  with sandbox-2 restarted like a vast.ai container before the checks (tests/deployed.py);
+  sandbox-1 booting systemd, sandbox-2 a vast.ai-shaped container, both restarted before the
+  checks (tests/deployed.py);
   skipped where the sandbox cannot run (not root, no debootstrap).
 """
 
@@ -145,7 +146,7 @@ def infra_target(
     else:
         # The restart comes first, so the restarted host's checks run on services that came
         # back by themselves.
-        request.getfixturevalue("restarted_host")
+        request.getfixturevalue("restarted_hosts")
         deployed: DeployedFleet = request.getfixturevalue("deployed_fleet")
         hosts, inventory = deployed.hosts(), DEPLOYED_INVENTORY
         env.update(deployed.env)

@@ -30,8 +30,17 @@ from ollama_double.server import (
 MODEL = "qwen2.5-coder:7b"
 REPO_DIR = Path(__file__).resolve().parents[2]
 FINAL_FIELDS = {
-    "model", "created_at", "message", "done", "done_reason", "total_duration", "load_duration",
-    "prompt_eval_count", "prompt_eval_duration", "eval_count", "eval_duration",
+    "model",
+    "created_at",
+    "message",
+    "done",
+    "done_reason",
+    "total_duration",
+    "load_duration",
+    "prompt_eval_count",
+    "prompt_eval_duration",
+    "eval_count",
+    "eval_duration",
 }
 USER = [{"role": "user", "content": "hi"}]
 
@@ -45,8 +54,9 @@ def od():
         yield double
 
 
-def request(double: OllamaDouble, method: str, path: str, body: Any = None,
-            raw: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
+def request(
+    double: OllamaDouble, method: str, path: str, body: Any = None, raw: bytes | None = None
+) -> tuple[int, dict[str, str], bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", double.port, timeout=10)
     try:
         data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
@@ -63,8 +73,6 @@ def chat(double: OllamaDouble, **body: Any) -> tuple[int, dict[str, str], list[d
     body.setdefault("messages", USER)
     status, headers, data = request(double, "POST", "/api/chat", body)
     return status, headers, [json.loads(line) for line in data.splitlines() if line.strip()]
-
-
 
 
 # --------------------------------------------------------------------------- management API
@@ -119,8 +127,9 @@ def test_pull_progress_and_tags_updated(od: OllamaDouble) -> None:
     assert statuses[-3:] == ["verifying sha256 digest", "writing manifest", "success"]
     layer = [x for x in lines if x["status"].startswith("pulling ") and "digest" in x]
     assert layer and all(x["status"] == f"pulling {x['digest'][7:19]}" for x in layer)
-    completed = [x["completed"] for x in layer if x["digest"] == layer[0]["digest"]
-                 and "completed" in x]
+    completed = [
+        x["completed"] for x in layer if x["digest"] == layer[0]["digest"] and "completed" in x
+    ]
     assert completed == sorted(completed) and completed[-1] == layer[0]["total"]
     assert len(completed) >= 3
     names = [m["name"] for m in json.loads(request(od, "GET", "/api/tags")[2])["models"]]
@@ -230,14 +239,23 @@ def test_thinking_model_streams_thinking(od: OllamaDouble) -> None:
         ({"messages": USER}, None, 400, "model is required"),
         (None, b"{not json", 400, None),
         (None, b"", 400, "missing request body"),
-        ({"model": MODEL, "messages": USER, "think": True}, None, 400,
-         '"qwen2.5-coder:7b" does not support thinking'),
-        ({"model": MODEL, "messages": USER, "truncate": False, "options": {"num_ctx": 10}},
-         None, 400, ERR_CONTEXT),
+        (
+            {"model": MODEL, "messages": USER, "think": True},
+            None,
+            400,
+            '"qwen2.5-coder:7b" does not support thinking',
+        ),
+        (
+            {"model": MODEL, "messages": USER, "truncate": False, "options": {"num_ctx": 10}},
+            None,
+            400,
+            ERR_CONTEXT,
+        ),
     ],
 )
-def test_chat_error_bodies(od: OllamaDouble, body: Any, raw: bytes | None, status: int,
-                           error: str | None) -> None:
+def test_chat_error_bodies(
+    od: OllamaDouble, body: Any, raw: bytes | None, status: int, error: str | None
+) -> None:
     got_status, headers, data = request(od, "POST", "/api/chat", body, raw=raw)
     assert got_status == status
     assert headers["content-type"].startswith("application/json")
@@ -288,8 +306,9 @@ def test_queue_full_gives_503() -> None:
     with OllamaDouble(models=[MODEL], num_parallel=1, max_queue=1) as double:
         double.script(Reply(first_chunk_delay=1.0), Reply())
         results: list[int] = []
-        threads = [threading.Thread(target=lambda: results.append(chat(double)[0]))
-                   for _ in range(2)]
+        threads = [
+            threading.Thread(target=lambda: results.append(chat(double)[0])) for _ in range(2)
+        ]
         for t in threads:
             t.start()
             time.sleep(0.2)  # first holds the slot, second waits in the queue
@@ -301,8 +320,13 @@ def test_queue_full_gives_503() -> None:
 
 
 def test_mid_stream_error_line_keeps_status_200(od: OllamaDouble) -> None:
-    od.script(Reply.stream_error("an error was encountered while running the model", after=2,
-                                 content="one two three four"))
+    od.script(
+        Reply.stream_error(
+            "an error was encountered while running the model",
+            after=2,
+            content="one two three four",
+        )
+    )
     status, _, lines = chat(od)
     assert status == 200
     assert [x["message"]["content"] for x in lines[:2]] == ["one", " two"]
@@ -324,8 +348,10 @@ def test_prefill_delay_holds_headers(od: OllamaDouble) -> None:
 def _open_stream(double: OllamaDouble, body: dict[str, Any]) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", double.port), timeout=5)
     data = json.dumps(body).encode()
-    sock.sendall(b"POST /api/chat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                 b"Content-Length: %d\r\n\r\n%s" % (len(data), data))
+    sock.sendall(
+        b"POST /api/chat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(data), data)
+    )
     return sock
 
 
@@ -375,8 +401,15 @@ def test_keep_alive_connection_reuse(od: OllamaDouble) -> None:
 
 
 def _cli(args: list[str], env: dict[str, str], **kw: Any) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ollama_double", *args], env=env, cwd=REPO_DIR,
-                          capture_output=True, text=True, timeout=30, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "ollama_double", *args],
+        env=env,
+        cwd=REPO_DIR,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        **kw,
+    )
 
 
 def _wait_up(port: int, proc: subprocess.Popen[str]) -> None:
@@ -393,8 +426,9 @@ def _wait_up(port: int, proc: subprocess.Popen[str]) -> None:
 
 class _Serve:
     def __init__(self, cmd: list[str], env: dict[str, str], port: int) -> None:
-        self.proc = subprocess.Popen(cmd, env=env, cwd=REPO_DIR, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            cmd, env=env, cwd=REPO_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         self.port = port
         self.log = ""
 
@@ -412,21 +446,28 @@ class _Serve:
 @pytest.fixture
 def cli_env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OLLAMA_")}
-    env.update(OLLAMA_HOST=f"127.0.0.1:{free_port()}", OLLAMA_MODELS=str(tmp_path / "models"),
-               PYTHONPATH=str(REPO_DIR), HOME=str(tmp_path))
+    env.update(
+        OLLAMA_HOST=f"127.0.0.1:{free_port()}",
+        OLLAMA_MODELS=str(tmp_path / "models"),
+        PYTHONPATH=str(REPO_DIR),
+        HOME=str(tmp_path),
+    )
     return env
 
 
 def test_cli_without_server(cli_env: dict[str, str]) -> None:
     out = _cli(["-v"], cli_env)
     assert out.returncode == 0
-    assert out.stdout.splitlines() == ["Warning: could not connect to a running Ollama instance",
-                                       "Warning: client version is 0.12.11"]
+    assert out.stdout.splitlines() == [
+        "Warning: could not connect to a running Ollama instance",
+        "Warning: client version is 0.12.11",
+    ]
     for args in (["pull", MODEL], ["list"], ["ps"]):
         out = _cli(args, cli_env)
         assert out.returncode == 1
         assert out.stderr.strip() == (
-            "Error: could not connect to ollama server, run 'ollama serve' to start it")
+            "Error: could not connect to ollama server, run 'ollama serve' to start it"
+        )
 
 
 def test_cli_serve_pull_list_restart(cli_env: dict[str, str]) -> None:
@@ -448,8 +489,9 @@ def test_cli_serve_pull_list_restart(cli_env: dict[str, str]) -> None:
         assert "CONTEXT" in ps and MODEL in ps
     assert f"Listening on 127.0.0.1:{port} (version 0.12.11)" in srv.log
     assert "TEST DOUBLE" in srv.log
-    manifest = Path(cli_env["OLLAMA_MODELS"], "manifests/registry.ollama.ai/library",
-                    "qwen2.5-coder/7b")
+    manifest = Path(
+        cli_env["OLLAMA_MODELS"], "manifests/registry.ollama.ai/library", "qwen2.5-coder/7b"
+    )
     assert json.loads(manifest.read_text())["schemaVersion"] == 2
 
     with _Serve(serve_cmd, cli_env, port):  # models survive a restart
@@ -490,14 +532,17 @@ def test_archive_reproducible_and_runnable(tmp_path: Path) -> None:
 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OLLAMA_", "PYTHON"))}
-    env.update(OLLAMA_HOST=f"127.0.0.1:{port}", OLLAMA_MODELS=str(tmp_path / "m"),
-               HOME=str(tmp_path))
-    out = subprocess.run([str(binary), "-v"], env=env, capture_output=True, text=True, timeout=30,
-                         cwd=tmp_path)
+    env.update(
+        OLLAMA_HOST=f"127.0.0.1:{port}", OLLAMA_MODELS=str(tmp_path / "m"), HOME=str(tmp_path)
+    )
+    out = subprocess.run(
+        [str(binary), "-v"], env=env, capture_output=True, text=True, timeout=30, cwd=tmp_path
+    )
     assert out.returncode == 0 and "Warning: client version is 0.12.11" in out.stdout
     with _Serve([str(binary), "serve"], env, port):
-        out = subprocess.run([str(binary), "-v"], env=env, capture_output=True, text=True,
-                             timeout=30, cwd=tmp_path)
+        out = subprocess.run(
+            [str(binary), "-v"], env=env, capture_output=True, text=True, timeout=30, cwd=tmp_path
+        )
         assert out.stdout == "ollama version is 0.12.11\n"
 
 
@@ -512,8 +557,13 @@ def test_script_endpoint_queues_replies_from_another_process() -> None:
         )
         with urllib.request.urlopen(request) as response:
             assert json.load(response) == {"queued": 2}
-        chat = json.dumps({"model": "qwen2.5-coder:7b", "stream": False,
-                           "messages": [{"role": "user", "content": "x"}]}).encode()
+        chat = json.dumps(
+            {
+                "model": "qwen2.5-coder:7b",
+                "stream": False,
+                "messages": [{"role": "user", "content": "x"}],
+            }
+        ).encode()
         with urllib.request.urlopen(urllib.request.Request(od.url + "/api/chat", data=chat)) as r:
             assert json.load(r)["message"]["content"] == "scripted remotely"
         bad = urllib.request.Request(

@@ -204,6 +204,36 @@ def test_restart_of_an_unknown_host_says_which_exist(fleet: Fleet) -> None:
     assert "sandbox-9 is not in the fleet (sandbox-1, sandbox-2)" in done.stderr
 
 
+def test_a_systemd_host_boots_systemd_behind_the_same_single_door(
+    tmp_path_factory: pytest.TempPathFactory, rootfs: Path
+) -> None:
+    if shutil.which("systemd-nspawn") is None:
+        pytest.skip("systemd-nspawn is not installed (make apt: systemd-container)")
+    small = _new_fleet(tmp_path_factory, rootfs)
+    try:
+        [box] = small.up(1, kinds=["systemd"], log=lambda *_: None)
+        assert box.kind == "systemd" and box.status().startswith("running (systemd")
+        state = box.run(
+            "for i in $(seq 100); do s=$(systemctl is-system-running); "
+            "case $s in running|degraded) break;; esac; sleep 0.2; done; echo $s; "
+            "systemctl --failed --no-legend --plain; tr '\\0' ' ' < /proc/1/cmdline; echo; "
+            "readlink /proc/self/ns/net; ss -Hltn"
+        ).stdout.splitlines()
+        assert state[0] == "running", state
+        assert state[1].startswith("/sbin/init") or "systemd" in state[1], state
+        assert state[2] != os.readlink("/proc/self/ns/net")
+        listeners = sorted(line.split()[3] for line in state[3:] if line.strip())
+        assert listeners == ["0.0.0.0:22", "[::]:22"], state
+        init = box.init_pid()
+        small.restart("sandbox-1", log=lambda *_: None)  # a reboot: systemd again as PID 1
+        assert box.init_pid() not in (None, init) and not is_alive(init or 0)
+        small.down()
+        assert find_processes("systemd-nspawn", str(box.merged)) == []
+        assert mounts_under(box.data_dir) == []
+    finally:
+        small.destroy()
+
+
 def test_status_exits_0_and_says_stopped(
     tmp_path_factory: pytest.TempPathFactory, rootfs: Path
 ) -> None:

@@ -47,8 +47,9 @@ def load_rows(name: str) -> list[dict[str, Any]]:
 @pytest.fixture
 def api() -> Iterator[VastDouble]:
     """The vast.ai double serving instances_mixed.json, `PAGE_SIZE` rows a page."""
-    with VastDouble(Market(instances=load_rows("instances_mixed")), api_key=API_KEY,
-                    page_size=PAGE_SIZE) as double:
+    with VastDouble(
+        Market(instances=load_rows("instances_mixed")), api_key=API_KEY, page_size=PAGE_SIZE
+    ) as double:
         yield double
 
 

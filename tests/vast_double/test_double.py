@@ -28,8 +28,10 @@ class RecordingHooks:
 
     def on_create(self, row: Mapping[str, Any]) -> Mapping[str, Any]:
         self.calls.append(("create", row["id"], row["label"]))
-        return {"public_ipaddr": "127.0.0.1",
-                "ports": {"22/tcp": [{"HostIp": "127.0.0.1", "HostPort": "2201"}]}}
+        return {
+            "public_ipaddr": "127.0.0.1",
+            "ports": {"22/tcp": [{"HostIp": "127.0.0.1", "HostPort": "2201"}]},
+        }
 
     def on_stop(self, row: Mapping[str, Any]) -> Mapping[str, Any]:
         self.calls.append(("stop", row["id"], row["actual_status"]))
@@ -60,8 +62,16 @@ def statuses(api: VastAI) -> list[tuple[int, Any]]:
 
 
 def test_instance_life_and_hooks(api: VastAI, hooks: RecordingHooks) -> None:
-    answer = api.create_instance(8001, image="img", disk=40, label="a", ssh=True, direct=True,
-                                 onstart_cmd="echo hi", env="-e A=1 -p 8000:8000")
+    answer = api.create_instance(
+        8001,
+        image="img",
+        disk=40,
+        label="a",
+        ssh=True,
+        direct=True,
+        onstart_cmd="echo hi",
+        env="-e A=1 -p 8000:8000",
+    )
     assert answer == {"success": True, "new_contract": 7000001}
     api.create_instance(8002, image="img", disk=40, label="b")
     # each listing moves booting instances one step: provisioning -> loading -> running
@@ -70,8 +80,11 @@ def test_instance_life_and_hooks(api: VastAI, hooks: RecordingHooks) -> None:
     assert statuses(api) == [(7000001, "running"), (7000002, "running")]
     row = api.show_instance(7000001)
     assert row["ports"]["22/tcp"][0]["HostPort"] == "2201"
-    assert (row["label"], row["image_runtype"], row["onstart"]) == ("a", "ssh_direc ssh_proxy",
-                                                                    "echo hi")
+    assert (row["label"], row["image_runtype"], row["onstart"]) == (
+        "a",
+        "ssh_direc ssh_proxy",
+        "echo hi",
+    )
     assert row["extra_env"] == {"A": "1"}  # the SDK turns the pairs into a dict
     assert row["dph_total"] == pytest.approx(0.35 + 0.15 * 40 / 720)
 
@@ -85,8 +98,11 @@ def test_instance_life_and_hooks(api: VastAI, hooks: RecordingHooks) -> None:
     api.destroy_instance(7000001)
     assert [(r["id"], r["label"]) for r in api.show_instances()] == [(7000002, "renamed")]
     assert hooks.calls == [
-        ("create", 7000001, "a"), ("create", 7000002, "b"), ("stop", 7000001, "stopped"),
-        ("start", 7000001, "loading"), ("destroy", 7000001, None),
+        ("create", 7000001, "a"),
+        ("create", 7000002, "b"),
+        ("stop", 7000001, "stopped"),
+        ("start", 7000001, "loading"),
+        ("destroy", 7000001, None),
     ]
 
 
@@ -107,8 +123,17 @@ def test_account_endpoints(api: VastAI) -> None:
 def test_the_double_as_its_own_process(tmp_path: Path) -> None:
     key_file = tmp_path / "id.pub"
     key_file.write_text("ssh-ed25519 AAAA me\n")
-    argv = [sys.executable, "-m", "vast_double", "--offers", str(OFFERS), "--api-key", KEY,
-            "--ssh-key", str(key_file)]
+    argv = [
+        sys.executable,
+        "-m",
+        "vast_double",
+        "--offers",
+        str(OFFERS),
+        "--api-key",
+        KEY,
+        "--ssh-key",
+        str(key_file),
+    ]
     proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
