@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     default_model: str = "qwen2.5-coder:7b"
     model_aliases: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     num_ctx: int = Field(default=32768, ge=256)
+    output_reserve: int = Field(default=4096, ge=0)
     keep_alive: str = "30m"
     connect_timeout: float = Field(default=5.0, gt=0)
     read_timeout: float = Field(default=600.0, gt=0)
@@ -78,6 +79,15 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"PROXY_API_KEYS is empty but PROXY_HOST={self.host} is not a loopback address; "
                 "set PROXY_API_KEYS or bind to 127.0.0.1, so the model is not open to anyone"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _reserve_below_window(self) -> Settings:
+        if self.output_reserve >= self.num_ctx:
+            raise ValueError(
+                f"PROXY_OUTPUT_RESERVE={self.output_reserve} leaves no room for a prompt in "
+                f"PROXY_NUM_CTX={self.num_ctx}; make it smaller than the window"
             )
         return self
 

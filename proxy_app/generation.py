@@ -13,9 +13,9 @@ from proxy_app.aliases import resolve_model
 from proxy_app.anthropic import CountTokensRequest
 from proxy_app.config import Settings
 from proxy_app.errors import NotFoundError, PromptTooLongError, UpstreamError
-from proxy_app.ollama import ModelCatalog, OllamaClient
+from proxy_app.ollama import ModelCatalog, ModelProfile, OllamaClient
 from proxy_app.streaming import AnthropicEventStream, Event
-from proxy_app.tokens import TokenEstimator, raw_estimate
+from proxy_app.tokens import Measure, TokenCounter
 from proxy_app.translate import Upstream, to_ollama_request, wants_thinking
 
 
@@ -25,15 +25,20 @@ class Plan:
     upstream_model: str
     digest: str
     upstream: Upstream
-    raw_tokens: int = 0
-    estimate: int = 0
+    profile: ModelProfile
+    counted: Measure | None = None
+    limit: int = 0
 
-    def measure(self, estimator: TokenEstimator, *, num_ctx: int | None = None) -> int:
-        """Estimate the prompt's tokens; given `num_ctx`, refuse a prompt that cannot fit."""
-        self.raw_tokens = raw_estimate(self.upstream.payload)
-        self.estimate = estimator.scale(self.raw_tokens)
-        if num_ctx is not None and self.estimate > num_ctx:
-            raise PromptTooLongError(self.estimate, num_ctx)
+    @property
+    def estimate(self) -> int:
+        return self.counted.tokens if self.counted else 0
+
+    def measure(self, counter: TokenCounter, *, limit: int | None = None) -> int:
+        """Count the prompt's tokens; given `limit`, refuse a prompt over it."""
+        self.counted = counter.measure(self.upstream_model, self.profile, self.upstream.payload)
+        self.limit = limit or 0
+        if limit is not None and self.estimate > limit:
+            raise PromptTooLongError(self.estimate, limit)
         return self.estimate
 
     def machine(self) -> AnthropicEventStream:
@@ -43,6 +48,16 @@ class Plan:
             tool_names=self.upstream.tool_names,
             stop_sequences=self.upstream.stop_sequences,
         )
+
+
+def prompt_limit(settings: Settings, max_tokens: int) -> int:
+    """The most prompt tokens a request may send: the window less room for its answer.
+
+    `num_ctx` holds prompt and answer together and, with `shift: false`, an answer that
+    reaches the end is cut short; so PROXY_OUTPUT_RESERVE tokens (or max_tokens, if smaller)
+    stay free for it.
+    """
+    return settings.num_ctx - max(min(settings.output_reserve, max_tokens), 0)
 
 
 async def plan(
@@ -59,7 +74,8 @@ async def plan(
             f"model: '{upstream_model}' (requested as '{request.model}') is not available in "
             f"Ollama; pull it with `ollama pull {upstream_model}`."
         )
-    think = wants_thinking(request) and "thinking" in await catalog.capabilities(upstream_model)
+    profile = await catalog.profile(upstream_model)
+    think = wants_thinking(request) and "thinking" in profile.capabilities
     upstream = to_ollama_request(
         request,
         model=upstream_model,
@@ -67,7 +83,7 @@ async def plan(
         keep_alive=settings.keep_alive,
         think=think,
     )
-    return Plan(request.model, upstream_model, digest, upstream)
+    return Plan(request.model, upstream_model, digest, upstream, profile)
 
 
 async def relay(
@@ -76,7 +92,6 @@ async def relay(
     machine: AnthropicEventStream,
     emit: Callable[[list[Event]], None],
     *,
-    num_ctx: int,
     stream: bool = True,
 ) -> None:
     """Feed Ollama's answer through the machine, handing each step's events to `emit`.
@@ -94,5 +109,5 @@ async def relay(
             if machine.done:
                 return
     except PromptTooLongError as exc:
-        raise PromptTooLongError(plan.estimate, num_ctx) from exc
+        raise PromptTooLongError(plan.estimate, plan.limit) from exc
     raise UpstreamError("Ollama closed the stream before its final chunk.")
