@@ -97,23 +97,25 @@ def render_tools(template: QwenTemplate, tools: Sequence[dict[str, Any]]) -> str
 
 def render_around_tools(
     messages: Sequence[dict[str, Any]], *, has_tools: bool, default_system: str = ""
-) -> tuple[str, str]:
-    """The prompt before and after the tools section: head + render_tools(…) + tail.
+) -> tuple[str, list[str]]:
+    """The prompt before the tools section, and after it in pieces: one per turn.
 
-    The split is token-exact: the head ends in a newline and the tools section starts with
-    "#", so no BPE piece crosses it; the tail starts with the special `<|im_end|>`.
+    head + render_tools(…) + "".join(pieces) is the prompt, and every boundary is token-exact:
+    the head ends in a newline and the tools section starts with "#", so no BPE piece crosses
+    it; each later piece starts with a special token (`<|im_end|>`, `<|im_start|>`).
     """
     if default_system and (not messages or messages[0].get("role") != "system"):
         messages = [{"role": "system", "content": default_system}, *messages]
     system, turns = _collate(messages)
     head = ""
+    pieces = []
     if system or has_tools:
         head = "<|im_start|>system" + (f"\n{system}" if system else "")
         head += "\n\n" if has_tools else ""
-    tail = "<|im_end|>\n" if (system or has_tools) else ""
+        pieces.append("<|im_end|>\n")
     for i, turn in enumerate(turns):
-        tail += _turn(turn, last=i == len(turns) - 1)
-    return head, tail
+        pieces.append(_turn(turn, last=i == len(turns) - 1))
+    return head, pieces
 
 
 def render(
@@ -124,8 +126,10 @@ def render(
     default_system: str = "",
 ) -> str:
     """The whole prompt Ollama sends to the model for this /api/chat body."""
-    head, tail = render_around_tools(messages, has_tools=bool(tools), default_system=default_system)
-    return head + (render_tools(template, tools) if tools else "") + tail
+    head, pieces = render_around_tools(
+        messages, has_tools=bool(tools), default_system=default_system
+    )
+    return head + (render_tools(template, tools) if tools else "") + "".join(pieces)
 
 
 def _collate(messages: Sequence[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:

@@ -36,6 +36,7 @@ PROMPT_OVERHEAD = 16
 IMAGE_TOKENS = 768  # what Ollama itself budgets per image (server/prompt.go)
 MIN_FACTOR, MAX_FACTOR = 0.5, 3.0
 REMEMBERED = 512  # prompts whose real count is remembered, and distinct tool lists cached
+PIECES = 8192  # counted turns remembered per model (a key and a count each)
 
 
 def raw_estimate(payload: dict[str, Any]) -> int:
@@ -97,30 +98,45 @@ class Measure:
 
 
 class QwenCounter:
-    """Exact counts for one Qwen vocabulary + template (+ the model's SYSTEM)."""
+    """Exact counts for one Qwen vocabulary + template (+ the model's SYSTEM).
+
+    The prompt is counted in token-exact pieces (system turn, tools section, each later turn),
+    each remembered: a conversation's next request only encodes its new turns, and the tools
+    section is rendered and encoded once per distinct tool list.
+    """
 
     def __init__(self, encoding: tiktoken.Encoding, template: QwenTemplate, system: str) -> None:
         self.encoding = encoding
         self.template = template
         self.system = system
         self._tools: OrderedDict[bytes, int] = OrderedDict()
+        self._pieces: OrderedDict[tuple[int, int], int] = OrderedDict()
 
     def count(self, payload: dict[str, Any], tools_key: bytes) -> int:
         messages = payload.get("messages") or []
         tools = payload.get("tools") or []
-        head, tail = render_around_tools(
+        head, pieces = render_around_tools(
             messages, has_tools=bool(tools), default_system=self.system
         )
-        total = vocab.count(self.encoding, head) + vocab.count(self.encoding, tail)
+        total = sum(self._piece_tokens(piece) for piece in (head, *pieces))
         total += IMAGE_TOKENS * sum(len(m.get("images") or []) for m in messages)
         return total + (self._tools_tokens(tools, tools_key) if tools else 0)
+
+    def _piece_tokens(self, piece: str) -> int:
+        key = (hash(piece), len(piece))
+        if key in self._pieces:
+            self._pieces.move_to_end(key)
+            return self._pieces[key]
+        tokens = self._pieces[key] = vocab.count(self.encoding, piece)
+        if len(self._pieces) > PIECES:
+            self._pieces.popitem(last=False)
+        return tokens
 
     def _tools_tokens(self, tools: list[dict[str, Any]], key: bytes) -> int:
         if key in self._tools:
             self._tools.move_to_end(key)
             return self._tools[key]
-        tokens = vocab.count(self.encoding, render_tools(self.template, tools))
-        self._tools[key] = tokens
+        tokens = self._tools[key] = vocab.count(self.encoding, render_tools(self.template, tools))
         if len(self._tools) > REMEMBERED:
             self._tools.popitem(last=False)
         return tokens
