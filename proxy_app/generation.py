@@ -50,14 +50,14 @@ class Plan:
         )
 
 
-def prompt_limit(settings: Settings, max_tokens: int) -> int:
-    """The most prompt tokens a request may send: the window less room for its answer.
+def prompt_limit(settings: Settings, model: str, max_tokens: int) -> int:
+    """The most prompt tokens a request to `model` may send: its window less room to answer.
 
     `num_ctx` holds prompt and answer together and, with `shift: false`, an answer that
     reaches the end is cut short; so PROXY_OUTPUT_RESERVE tokens (or max_tokens, if smaller)
     stay free for it.
     """
-    return settings.num_ctx - max(min(settings.output_reserve, max_tokens), 0)
+    return settings.num_ctx_for(model) - max(min(settings.output_reserve, max_tokens), 0)
 
 
 async def plan(
@@ -79,7 +79,7 @@ async def plan(
     upstream = to_ollama_request(
         request,
         model=upstream_model,
-        num_ctx=settings.num_ctx,
+        num_ctx=settings.num_ctx_for(upstream_model),
         keep_alive=settings.keep_alive,
         think=think,
     )

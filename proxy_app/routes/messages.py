@@ -50,7 +50,8 @@ async def create_message(request: Request, services: ServicesDep) -> Response:
         if hit is not None:
             hit.update(id=new_message_id(), model=body.model)
             return _answer(body.stream, hit, "HIT")
-    planned.measure(services.counter, limit=prompt_limit(services.settings, body.max_tokens))
+    limit = prompt_limit(services.settings, planned.upstream_model, body.max_tokens)
+    planned.measure(services.counter, limit=limit)
     machine = planned.machine()
     if warm_only:
         machine.stop_reason = "max_tokens"

@@ -58,7 +58,7 @@ async def get_model(model_id: str, request: Request, services: ServicesDep) -> J
         raise NotFoundError(
             f"model: '{model_id}' is not available; pull it with `ollama pull {target}`."
         )
-    return JSONResponse(_entry(model_id, target, EPOCH, settings.num_ctx))
+    return JSONResponse(_entry(model_id, target, EPOCH, settings.num_ctx_for(target)))
 
 
 async def _entries(services: ServicesDep) -> list[dict[str, Any]]:
@@ -66,9 +66,10 @@ async def _entries(services: ServicesDep) -> list[dict[str, Any]]:
     tags = await services.catalog.refresh()
     entries = []
     for aliased, target in settings.model_aliases.items():
-        entries.append(_entry(aliased, target, EPOCH, settings.num_ctx))
+        entries.append(_entry(aliased, target, EPOCH, settings.num_ctx_for(target)))
     for name, tag in tags.items():
-        entries.append(_entry(name, name, _rfc3339(tag.get("modified_at")), settings.num_ctx))
+        created = _rfc3339(tag.get("modified_at"))
+        entries.append(_entry(name, name, created, settings.num_ctx_for(name)))
     return entries
 
 

@@ -62,3 +62,31 @@ def test_guard_keeps_the_reserve_for_the_answer(make_proxy: Any, double: OllamaD
         f"{FIRST_REQUEST_TOKENS - 1} maximum"
     )
     assert len(double.chat_requests) == 1  # refused before Ollama saw it
+
+
+def test_each_model_has_its_own_window_and_count(make_proxy: Any, double: OllamaDouble) -> None:
+    """PROXY_MODEL_NUM_CTX gives the background model a smaller window: the same prompt passes
+    on the main model and is refused for the Haiku id; count_tokens counts for the model asked
+    (exact for Qwen, the estimate for a family whose vocabulary we do not ship)."""
+    double.add_model("qwen2.5-coder:1.5b")
+    double.add_model("llama3.2:3b")
+    small = FIRST_REQUEST_TOKENS + 4096 - 1
+    proxy = make_proxy(
+        model_aliases={"haiku": "qwen2.5-coder:1.5b"},
+        model_num_ctx={"qwen2.5-coder:1.5b": small},
+    )
+    body = first_request()
+    double.script(Reply("main model"))
+    response = httpx.post(f"{proxy.url}/v1/messages", json=body, headers=HEADERS, timeout=30)
+    assert response.status_code == 200, response.text
+    assert double.chat_requests[-1]["options"]["num_ctx"] == 32768
+
+    haiku = {**body, "model": "claude-haiku-4-5"}
+    response = httpx.post(f"{proxy.url}/v1/messages", json=haiku, headers=HEADERS, timeout=30)
+    assert response.status_code == 400
+    assert f"{FIRST_REQUEST_TOKENS} tokens > {small - 4096} maximum" in response.text
+    listed = httpx.get(f"{proxy.url}/v1/models/claude-haiku-4-5", headers=HEADERS).json()
+    assert listed["max_input_tokens"] == small
+
+    assert count_tokens(proxy, haiku) == FIRST_REQUEST_TOKENS
+    assert count_tokens(proxy, {**body, "model": "llama3.2:3b"}) > 1.4 * FIRST_REQUEST_TOKENS
