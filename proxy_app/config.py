@@ -105,7 +105,8 @@ class Settings(BaseSettings):
             if window < 256 or self.output_reserve >= window:
                 raise ValueError(
                     f"PROXY_OUTPUT_RESERVE={self.output_reserve} leaves no room for a prompt in "
-                    f"{name}={window}; a window must hold at least 256 tokens and more than the reserve"
+                    f"{name}={window}; a window needs at least 256 tokens and more than the "
+                    "reserve"
                 )
         return self
 

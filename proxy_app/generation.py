@@ -46,6 +46,7 @@ class Plan:
             model=self.requested_model,
             input_tokens=self.estimate,
             tool_names=self.upstream.tool_names,
+            tool_schemas=self.upstream.tool_schemas,
             stop_sequences=self.upstream.stop_sequences,
         )
 
