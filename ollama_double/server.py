@@ -225,10 +225,47 @@ class Reply:
                      **kw: Any) -> "Reply":
         return cls(content=content, error=message, error_after=after, **kw)
 
+    @classmethod
+    def qwen3_coder(cls, calls: list[dict[str, Any]], text: str = "",
+                    shape: str = "well_formed", **kw: Any) -> "Reply":
+        """qwen3-coder's tool calls written as text, the way they reach a client when Ollama's
+        parser misses them: ``text`` then each call in the XML-style format, in one ``shape``
+        of QWEN3_CODER_SHAPES (well-formed, or a malformed variant seen in practice)."""
+        body = "".join(qwen3_coder_call_text(c["name"], c.get("arguments") or {}, shape)
+                       for c in calls)
+        return cls(content=text + body, **kw)
+
     def content_pieces(self) -> list[str]:
         if self.chunks is not None:
             return _split_n(self.content, self.chunks)
         return _split_words(self.content)
+
+
+QWEN3_CODER_SHAPES = (
+    "well_formed", "no_function_close", "no_tool_call_close", "no_wrapper",
+    "parameters_after_function", "json_in_parameter",
+)
+
+
+def qwen3_coder_call_text(name: str, arguments: dict[str, Any], shape: str = "well_formed") -> str:
+    """One call in qwen3-coder's format (Ollama model/renderers/qwen3coder.go): values as raw
+    text, non-strings as JSON; ``shape`` picks a malformed variant."""
+    if shape not in QWEN3_CODER_SHAPES:
+        raise ValueError(f"unknown qwen3-coder shape {shape!r}; one of {QWEN3_CODER_SHAPES}")
+
+    def value(v: Any) -> str:
+        return v if isinstance(v, str) else json.dumps(v)
+
+    params = "".join(f"<parameter={k}>\n{value(v)}\n</parameter>\n" for k, v in arguments.items())
+    if shape == "json_in_parameter":
+        params = f"<parameter=arguments>\n{json.dumps(arguments)}\n</parameter>\n"
+    if shape == "parameters_after_function":
+        return f"<tool_call>\n<function={name}>\n</function>\n{params}</tool_call>\n"
+    close = "" if shape == "no_function_close" else "</function>\n"
+    function = f"<function={name}>\n{params}{close}"
+    if shape == "no_wrapper":
+        return function
+    return "<tool_call>\n" + function + ("" if shape == "no_tool_call_close" else "</tool_call>\n")
 
 
 class RecordedRequest(NamedTuple):

@@ -122,3 +122,33 @@ def test_claude_code_retries_when_ollama_is_busy(
     assert "recovered after a retry" in done.stdout
     assert len(double.chat_requests) == 2
     assert proxy.app.state.metrics.upstream_errors["overloaded_error"] == 1
+
+
+@pytest.mark.parametrize("shape", ["well_formed", "no_function_close", "parameters_after_function"])
+def test_qwen3_coder_xml_calls_drive_a_write_and_bash_loop(
+    proxy: LiveProxy, double: OllamaDouble, tmp_path: Path, shape: str
+) -> None:
+    """qwen3-coder's calls arrive as XML-style text (Ollama's parser missed them): proxy_app
+    turns them into tool_use blocks, and Claude Code writes the file and runs the command."""
+    double.add_model("qwen3-coder:30b")
+    target, copy = tmp_path / "hello.txt", tmp_path / "copy.txt"
+    write = {"name": "Write", "arguments": {"file_path": str(target), "content": "from qwen3\n"}}
+    bash = {"name": "Bash", "arguments": {"command": f"cp {target} {copy}", "timeout": 60000}}
+    double.script(
+        Reply.qwen3_coder([write], text="Writing the file.\n", shape=shape),
+        Reply.qwen3_coder([bash], shape=shape),
+        Reply("Wrote hello.txt and copied it."),
+    )
+    done = run_claude(
+        "create hello.txt and copy it",
+        proxy.url,
+        API_KEY,
+        str(tmp_path),
+        extra_env={"ANTHROPIC_MODEL": "qwen3-coder:30b"},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert target.read_text() == "from qwen3\n"
+    assert copy.read_text() == "from qwen3\n"
+    assert "Wrote hello.txt and copied it." in done.stdout
+    follow_up = double.chat_requests[-1]["messages"]
+    assert [m["tool_name"] for m in follow_up if m["role"] == "tool"] == ["Write", "Bash"]
