@@ -289,6 +289,73 @@ class _HTTPError(Exception):
 # --------------------------------------------------------------------------- server
 
 
+class KvSlots:
+    """The double's model of Ollama's KV cache (not Ollama): each loaded model has
+    ``slots_per_model`` slots (OLLAMA_NUM_PARALLEL), each holding the tokens of the last prompt
+    it served plus the answer; at most ``max_loaded`` models stay loaded (OLLAMA_MAX_LOADED_MODELS),
+    loading another evicts the least recently used with its slots. A request takes the slot whose
+    cached prefix covers at least ``similarity`` of its prompt (the best one), else the least
+    recently used slot (llama-server's choice, --slot-prompt-similarity 0.1), and prefills only
+    what that slot does not hold. llama-server's host-RAM prompt cache (--cache-ram) is not
+    modelled: it can restore an evicted prefix faster than a prefill."""
+
+    def __init__(self, slots_per_model: int = 1, max_loaded: int | None = None,
+                 similarity: float = 0.1) -> None:
+        self.slots_per_model = slots_per_model
+        self.max_loaded = max_loaded
+        self.similarity = similarity
+        self.models: collections.OrderedDict[str, list[list[int]]] = collections.OrderedDict()
+        self.used: dict[str, list[int]] = {}  # per model: when each slot was last used
+        self.prefilled: collections.Counter[str] = collections.Counter()
+        self.reused: collections.Counter[str] = collections.Counter()
+        self.evictions = 0
+        self.log: list[tuple[str, int, int]] = []  # (model, prompt tokens, prefilled)
+
+    def serve(self, model: str, prompt: list[int], answer: list[int]) -> int:
+        """Tokens of ``prompt`` the model must prefill; the chosen slot then holds both."""
+        if model in self.models:
+            self.models.move_to_end(model)
+        else:
+            if self.max_loaded is not None and len(self.models) >= self.max_loaded:
+                evicted, _ = self.models.popitem(last=False)
+                self.used.pop(evicted, None)
+                self.evictions += 1
+            self.models[model] = [[] for _ in range(max(1, self.slots_per_model))]
+            self.used[model] = [0] * max(1, self.slots_per_model)
+        slots, used = self.models[model], self.used[model]
+        shared = [_common_prefix(slot, prompt) for slot in slots]
+        best = shared.index(max(shared))
+        if not prompt or shared[best] / len(prompt) <= self.similarity:
+            best = used.index(min(used))  # no slot is similar enough: the least recently used
+        prefill = len(prompt) - shared[best]
+        slots[best] = prompt + answer
+        used[best] = len(self.log) + 1
+        self.prefilled[model] += prefill
+        self.reused[model] += shared[best]
+        self.log.append((model, len(prompt), prefill))
+        return prefill
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def prompt_token_ids(name: str, messages: Any, tools: Any, chars_per_token: int = 3) -> list[int]:
+    """The prompt as tokens: Qwen's ids of the rendered prompt for qwen2 models, else one
+    pseudo-token per ``chars_per_token`` characters of the request's JSON."""
+    template = _qwen_template(name)
+    if template is not None and _vocab is not None:
+        text = _chat_template.render(template, messages or [], tools or [],
+                                     default_system=QWEN_SYSTEM)
+        return _vocab.vocabulary_for("qwen2").encode(text, allowed_special="all")
+    payload = json.dumps({"messages": messages or [], "tools": tools or []}, sort_keys=True)
+    return [hash(payload[i:i + chars_per_token]) for i in range(0, len(payload), chars_per_token)]
+
+
 class OllamaDouble:
     """Scriptable Ollama API **test double** on 127.0.0.1 (a real HTTP server, not Ollama).
 
@@ -316,6 +383,8 @@ class OllamaDouble:
         max_queue: int = 512,
         chars_per_token: int = 3,
         log_stream: Any = None,
+        kv_slots: KvSlots | None = None,
+        prefill_rate: float = 5000.0,
     ) -> None:
         if host not in ("127.0.0.1", "localhost", "::1"):
             raise ValueError("the test double listens on loopback only")
@@ -340,6 +409,9 @@ class OllamaDouble:
         self.max_queue = max_queue
         self.chars_per_token = chars_per_token
         self.log_stream = log_stream
+        # KV-cache slot model (None = off); prefill_rate tokens/s makes prompt_eval_duration
+        self.kv = kv_slots
+        self.prefill_rate = prefill_rate
         self.default_reply = Reply()
 
         self.requests: list[RecordedRequest] = []
@@ -1040,6 +1112,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._sleep(reply.first_chunk_delay)
             raise _HTTPError(reply.status, reply.error or "test double: scripted error")
         d._mark_loaded(name, num_ctx, keep_alive)
+        prefill_ns = None
+        if d.kv is not None:  # the slot model: how much of this prompt must be prefilled
+            ids = prompt_token_ids(name, messages, tools, d.chars_per_token)
+            answer = prompt_token_ids(name, [{"role": "assistant", "content": reply.content}],
+                                      None, d.chars_per_token)
+            with d._lock:
+                prefilled = d.kv.serve(name, ids, answer)
+            prefill_ns = max(int(prefilled / d.prefill_rate * 1e9), 1)
 
         # ---- output
         content = reply.content
@@ -1071,7 +1151,8 @@ class _Handler(BaseHTTPRequestHandler):
             return {**base, "created_at": now_rfc3339(), "message": msg, "done": True,
                     "done_reason": done_reason, "total_duration": max(t_end - t0, 2_000_000),
                     "load_duration": load_ns, "prompt_eval_count": prompt_tokens,
-                    "prompt_eval_duration": max(t_first - t0, 1), "eval_count": eval_count,
+                    "prompt_eval_duration": prefill_ns or max(t_first - t0, 1),
+                    "eval_count": eval_count,
                     "eval_duration": max(t_end - t_first, 1)}
 
         if body.get("stream", True) is False:

@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     ollama_url: str = "http://127.0.0.1:11434"
     default_model: str = "qwen2.5-coder:7b"
     model_aliases: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    background_model: str = "qwen2.5-coder:1.5b"
     num_ctx: int = Field(default=32768, ge=256)
     model_num_ctx: Annotated[dict[str, int], NoDecode] = Field(default_factory=dict)
     output_reserve: int = Field(default=4096, ge=0)

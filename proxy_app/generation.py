@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from proxy_app.aliases import resolve_model
+from proxy_app.aliases import route_model
 from proxy_app.anthropic import CountTokensRequest
 from proxy_app.config import Settings
 from proxy_app.errors import NotFoundError, PromptTooLongError, UpstreamError
@@ -68,7 +68,13 @@ async def plan(
     catalog: ModelCatalog,
 ) -> Plan:
     """Resolve the model (404 when Ollama lacks it) and translate the request."""
-    upstream_model = resolve_model(request.model, settings.default_model, settings.model_aliases)
+    upstream_model = await route_model(
+        request.model,
+        default=settings.default_model,
+        aliases=settings.model_aliases,
+        background=settings.background_model,
+        available=catalog.has,
+    )
     digest = await catalog.digest(upstream_model)
     if digest is None:
         raise NotFoundError(

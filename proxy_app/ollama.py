@@ -200,6 +200,9 @@ class ModelCatalog:
         entry = self._tags.get(name)
         return None if entry is None else str(entry.get("digest", ""))
 
+    async def has(self, name: str) -> bool:
+        return await self.digest(name) is not None
+
     async def profile(self, name: str) -> ModelProfile:
         """From /api/show, cached per digest (a re-pulled model is asked again)."""
         digest = await self.digest(name) or name

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from proxy_app.aliases import resolve_model
+from proxy_app.aliases import route_model
 from proxy_app.auth import authenticate
 from proxy_app.deps import ServicesDep
 from proxy_app.errors import InvalidRequestError, NotFoundError
@@ -53,7 +53,13 @@ async def list_models(request: Request, services: ServicesDep) -> JSONResponse:
 async def get_model(model_id: str, request: Request, services: ServicesDep) -> JSONResponse:
     authenticate(request, services.settings.api_keys)
     settings = services.settings
-    target = resolve_model(model_id, settings.default_model, settings.model_aliases)
+    target = await route_model(
+        model_id,
+        default=settings.default_model,
+        aliases=settings.model_aliases,
+        background=settings.background_model,
+        available=services.catalog.has,
+    )
     if await services.catalog.digest(target) is None:
         raise NotFoundError(
             f"model: '{model_id}' is not available; pull it with `ollama pull {target}`."
