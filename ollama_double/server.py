@@ -31,9 +31,11 @@ from typing import Any, NamedTuple
 
 try:  # the exact prompt, as proxy_app renders it; absent in the sandbox's stdlib-only stand-in
     from proxy_app import chat_template as _chat_template
+    from proxy_app import qwen3coder_template as _qwen3coder
     from proxy_app import vocab as _vocab
 except ImportError:  # the single-file bin/ollama
     _chat_template = None
+    _qwen3coder = None
     _vocab = None
 
 DEFAULT_VERSION = "0.12.11"
@@ -93,22 +95,47 @@ QWEN_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assista
 
 
 def _qwen_template(name: str) -> Any:
-    """The Go template Ollama ships for a qwen2 model (None without proxy_app at hand)."""
-    if _chat_template is None or _model_family(name) != "qwen2":
+    """What renders a Qwen model's prompt in Ollama: the Go template it ships for qwen2 models,
+    the built-in renderer for qwen3-coder (None without proxy_app at hand, or for others)."""
+    if _chat_template is None or _qwen3coder is None:
+        return None
+    family = _model_family(name)
+    if family == "qwen3moe" and _is_qwen3_coder(name):
+        return _qwen3coder.Qwen3CoderRenderer()
+    if family != "qwen2":
         return None
     coder = "coder" in name.split(":")[0]
     return _chat_template.QWEN25_CODER if coder else _chat_template.QWEN25
 
 
-def prompt_tokens_of(name: str, messages: Any, tools: Any, chars_per_token: int = 3) -> int:
-    """What Ollama would report as prompt_eval_count: exact for qwen2 models (the rendered
-    prompt encoded with Qwen's vocabulary, as llama-server does), else the double's estimate."""
+def _is_qwen3_coder(name: str) -> bool:
+    return name.split(":")[0].rsplit("/", 1)[-1].lower().startswith("qwen3-coder")
+
+
+def _default_system(name: str) -> str:
+    """The model's SYSTEM (Modelfile): qwen2.5 models have one, qwen3-coder none."""
+    return "" if _is_qwen3_coder(name) else QWEN_SYSTEM
+
+
+def rendered_prompt(name: str, messages: Any, tools: Any) -> str | None:
+    """The prompt Ollama builds for this model and body, or None when not reproduced."""
     template = _qwen_template(name)
-    if template is None or _vocab is None:
+    if template is None:
+        return None
+    tools = tools or []
+    head, pieces = template.around_tools(messages or [], has_tools=bool(tools),
+                                         default_system=_default_system(name))
+    return head + (template.tools(tools) if tools else "") + "".join(pieces)
+
+
+def prompt_tokens_of(name: str, messages: Any, tools: Any, chars_per_token: int = 3) -> int:
+    """What Ollama would report as prompt_eval_count: exact for Qwen models whose prompt we
+    render (encoded with Qwen's vocabulary, as llama-server does), else the double's estimate."""
+    text = rendered_prompt(name, messages, tools)
+    if text is None or _vocab is None:
         return estimate_prompt_tokens(messages, tools, chars_per_token)
-    text = _chat_template.render(template, messages or [], tools or [], default_system=QWEN_SYSTEM)
     images = sum(len(m.get("images") or []) for m in messages or [] if isinstance(m, dict))
-    return _vocab.count(_vocab.vocabulary_for("qwen2"), text) + 768 * images
+    return _vocab.count(_vocab.vocabulary_for(_model_family(name)), text) + 768 * images
 
 
 def _estimate_output_tokens(text: str, chars_per_token: int = 3) -> int:
@@ -119,6 +146,7 @@ def _model_family(name: str) -> str:
     base = name.split(":")[0].rsplit("/", 1)[-1].lower()
     for prefix, family in (
         ("qwen2", "qwen2"),
+        ("qwen3-coder", "qwen3moe"),
         ("qwen3", "qwen3"),
         ("llama", "llama"),
         ("gemma3", "gemma3"),
@@ -347,11 +375,9 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
 def prompt_token_ids(name: str, messages: Any, tools: Any, chars_per_token: int = 3) -> list[int]:
     """The prompt as tokens: Qwen's ids of the rendered prompt for qwen2 models, else one
     pseudo-token per ``chars_per_token`` characters of the request's JSON."""
-    template = _qwen_template(name)
-    if template is not None and _vocab is not None:
-        text = _chat_template.render(template, messages or [], tools or [],
-                                     default_system=QWEN_SYSTEM)
-        return _vocab.vocabulary_for("qwen2").encode(text, allowed_special="all")
+    text = rendered_prompt(name, messages, tools)
+    if text is not None and _vocab is not None:
+        return _vocab.vocabulary_for(_model_family(name)).encode(text, allowed_special="all")
     payload = json.dumps({"messages": messages or [], "tools": tools or []}, sort_keys=True)
     return [hash(payload[i:i + chars_per_token]) for i in range(0, len(payload), chars_per_token)]
 
@@ -951,12 +977,14 @@ class _Handler(BaseHTTPRequestHandler):
             "{{- end }}<|im_end|>\n{{ end }}{{- end }}"
         )
         qwen = _qwen_template(name)
+        renderer = getattr(qwen, "name", "") if not hasattr(qwen, "source") else ""
         self._send_json(200, {
             "license": "test double: no license text",
             "modelfile": f"# Modelfile generated by the Ollama API test double\nFROM {name}\n",
             "parameters": 'stop                           "<|endoftext|>"',
-            "template": qwen.source() if qwen else template,
-            **({"system": QWEN_SYSTEM} if qwen else {}),
+            "template": qwen.source() if qwen and not renderer else template,
+            **({"system": QWEN_SYSTEM} if qwen and not renderer else {}),
+            **({"renderer": renderer, "parser": renderer} if renderer else {}),
             "details": d.model_details(name),
             "model_info": {
                 "general.architecture": family,

@@ -40,6 +40,14 @@ class QwenTemplate:
     tools_intro: str
     call_instruction: str
 
+    def around_tools(
+        self, messages: Sequence[dict[str, Any]], *, has_tools: bool, default_system: str = ""
+    ) -> tuple[str, list[str]]:
+        return render_around_tools(messages, has_tools=has_tools, default_system=default_system)
+
+    def tools(self, tools: Sequence[dict[str, Any]]) -> str:
+        return render_tools(self, tools)
+
     def source(self) -> str:
         """The Go template text, as /api/show returns it (used to recognise the model's)."""
         fim = (

@@ -159,6 +159,7 @@ class ModelProfile:
     template: str = ""
     system: str = ""
     capabilities: tuple[str, ...] = ()
+    renderer: str = ""  # a built-in renderer instead of the template (e.g. "qwen3-coder")
 
     @classmethod
     def from_show(cls, shown: dict[str, Any]) -> ModelProfile:
@@ -170,6 +171,7 @@ class ModelProfile:
             template=str(shown.get("template") or ""),
             system=str(shown.get("system") or ""),
             capabilities=tuple(shown.get("capabilities") or ()),
+            renderer=str(shown.get("renderer") or ""),
         )
 
 

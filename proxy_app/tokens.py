@@ -17,15 +17,17 @@ import hashlib
 import logging
 import math
 from collections import OrderedDict, deque
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import tiktoken
 
 from proxy_app import vocab
-from proxy_app.chat_template import QwenTemplate, match_template, render_around_tools, render_tools
+from proxy_app.chat_template import match_template
 from proxy_app.ollama import ModelProfile
+from proxy_app.qwen3coder_template import Qwen3CoderRenderer
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +99,23 @@ class Measure:
     fingerprint: bytes
 
 
+class PromptRenderer(Protocol):
+    """Renders Ollama's prompt in token-exact pieces: head + tools(…) + "".join(pieces)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def around_tools(
+        self, messages: Sequence[dict[str, Any]], *, has_tools: bool, default_system: str = ""
+    ) -> tuple[str, list[str]]: ...
+
+    def tools(self, tools: Sequence[dict[str, Any]]) -> str: ...
+
+
+# Ollama's built-in renderers (`RENDERER` in a Modelfile, /api/show `renderer`) we reproduce.
+RENDERERS: dict[str, PromptRenderer] = {"qwen3-coder": Qwen3CoderRenderer()}
+
+
 class QwenCounter:
     """Exact counts for one Qwen vocabulary + template (+ the model's SYSTEM).
 
@@ -105,7 +124,7 @@ class QwenCounter:
     section is rendered and encoded once per distinct tool list.
     """
 
-    def __init__(self, encoding: tiktoken.Encoding, template: QwenTemplate, system: str) -> None:
+    def __init__(self, encoding: tiktoken.Encoding, template: PromptRenderer, system: str) -> None:
         self.encoding = encoding
         self.template = template
         self.system = system
@@ -115,7 +134,7 @@ class QwenCounter:
     def count(self, payload: dict[str, Any], tools_key: bytes) -> int:
         messages = payload.get("messages") or []
         tools = payload.get("tools") or []
-        head, pieces = render_around_tools(
+        head, pieces = self.template.around_tools(
             messages, has_tools=bool(tools), default_system=self.system
         )
         total = sum(self._piece_tokens(piece) for piece in (head, *pieces))
@@ -136,7 +155,7 @@ class QwenCounter:
         if key in self._tools:
             self._tools.move_to_end(key)
             return self._tools[key]
-        tokens = self._tools[key] = vocab.count(self.encoding, render_tools(self.template, tools))
+        tokens = self._tools[key] = vocab.count(self.encoding, self.template.tools(tools))
         if len(self._tools) > REMEMBERED:
             self._tools.popitem(last=False)
         return tokens
@@ -155,7 +174,9 @@ class TokenCounter:
         """The exact counter for a model, or None when its vocabulary or template is unknown."""
         if profile not in self._exact:
             encoding = vocab.vocabulary_for(profile.family)
-            template = match_template(profile.template) if encoding else None
+            template: PromptRenderer | None = None
+            if encoding is not None:
+                template = RENDERERS.get(profile.renderer) or match_template(profile.template)
             self._exact[profile] = (
                 QwenCounter(encoding, template, profile.system)
                 if encoding is not None and template is not None

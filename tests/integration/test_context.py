@@ -58,8 +58,7 @@ def test_guard_keeps_the_reserve_for_the_answer(make_proxy: Any, double: OllamaD
     response = httpx.post(f"{tight.url}/v1/messages", json=body, headers=HEADERS, timeout=30)
     assert response.status_code == 400
     assert response.json()["error"]["message"] == (
-        f"prompt is too long: {FIRST_REQUEST_TOKENS} tokens > "
-        f"{FIRST_REQUEST_TOKENS - 1} maximum"
+        f"prompt is too long: {FIRST_REQUEST_TOKENS} tokens > {FIRST_REQUEST_TOKENS - 1} maximum"
     )
     assert len(double.chat_requests) == 1  # refused before Ollama saw it
 
@@ -90,3 +89,17 @@ def test_each_model_has_its_own_window_and_count(make_proxy: Any, double: Ollama
 
     assert count_tokens(proxy, haiku) == FIRST_REQUEST_TOKENS
     assert count_tokens(proxy, {**body, "model": "llama3.2:3b"}) > 1.4 * FIRST_REQUEST_TOKENS
+
+
+def test_qwen3_coder_is_counted_with_its_own_renderer(
+    proxy: LiveProxy, double: OllamaDouble
+) -> None:
+    """/api/show names the built-in qwen3-coder renderer: count_tokens renders with it and
+    Qwen3's vocabulary, and says what Ollama (the double) reports."""
+    double.add_model("qwen3-coder:30b")
+    body = {**first_request(), "model": "qwen3-coder:30b"}
+    assert count_tokens(proxy, body) == 9330  # tests/unit/test_tokens.py
+    double.script(Reply("hi"))
+    response = httpx.post(f"{proxy.url}/v1/messages", json=body, headers=HEADERS, timeout=30)
+    assert response.status_code == 200, response.text
+    assert response.json()["usage"]["input_tokens"] == 9330

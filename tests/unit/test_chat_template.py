@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from proxy_app.chat_template import QWEN25, QWEN25_CODER, match_template, render
+from proxy_app.qwen3coder_template import INSTRUCTIONS, Qwen3CoderRenderer
 
 BODY: dict[str, Any] = {
     "messages": [
@@ -129,3 +130,41 @@ def test_known_templates_are_recognised_and_others_are_not() -> None:
     assert match_template(QWEN25.source()) is QWEN25
     assert match_template(QWEN25_CODER.source().replace("NO other text", "no other text")) is None
     assert match_template("{{ .Prompt }}") is None
+
+
+EXPECTED_QWEN3_CODER = (
+    "<|im_start|>system\nBe brief.\n\n# Tools\n\nYou have access to the following functions:"
+    "\n\n<tools>\n<function>\n<name>Bash</name>\n<description>Run a <shell> command"
+    "</description>\n<parameters>\n<parameter>\n<name>timeout</name>\n<type>number</type>\n"
+    "<description>ms</description>\n</parameter>\n<parameter>\n<name>command</name>\n"
+    "<type>string</type>\n<description>The command</description>\n</parameter>\n"
+    '<required>["command"]</required>\n</parameters>\n</function>\n</tools>'
+    + INSTRUCTIONS
+    + "<|im_end|>\n<|im_start|>user\nList files<|im_end|>\n<|im_start|>assistant\n\n"
+    "<tool_call>\n<function=Bash>\n<parameter=timeout>\n5000\n</parameter>\n"
+    "<parameter=command>\nls <dir> && pwd\n</parameter>\n</function>\n</tool_call><|im_end|>\n"
+    "<|im_start|>user\n<tool_response>\na.txt\n</tool_response><|im_end|>\n"
+    "<|im_start|>assistant\n"
+)
+
+
+def test_qwen3_coder_prompt_matches_ollamas_renderer() -> None:
+    """Ollama's built-in qwen3-coder renderer: only the first system message survives (the
+    `<reminder>` is dropped), XML tools in the request's order, arguments as raw values."""
+    renderer = Qwen3CoderRenderer()
+    head, pieces = renderer.around_tools(BODY["messages"], has_tools=True)
+    assert head + renderer.tools(BODY["tools"]) + "".join(pieces) == EXPECTED_QWEN3_CODER
+
+
+def test_qwen3_coder_groups_consecutive_tool_results_in_one_user_turn() -> None:
+    messages = [
+        {"role": "user", "content": "go"},
+        {"role": "tool", "content": "one"},
+        {"role": "tool", "content": "two"},
+    ]
+    head, pieces = Qwen3CoderRenderer().around_tools(messages, has_tools=False)
+    assert head + "".join(pieces) == (
+        "<|im_start|>user\ngo<|im_end|>\n<|im_start|>user\n<tool_response>\none\n"
+        "</tool_response>\n<tool_response>\ntwo\n</tool_response><|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )

@@ -21,6 +21,7 @@ QWEN_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assista
 QWEN_CODER = ModelProfile("qwen2", QWEN25_CODER.source(), QWEN_SYSTEM, ("completion", "tools"))
 OTHER = ModelProfile("llama", "{{ .Prompt }}", "", ("completion",))
 MODEL = "qwen2.5-coder:7b"
+QWEN3_CODER = ModelProfile("qwen3moe", "{{ .Prompt }}", "", ("completion", "tools"), "qwen3-coder")
 
 # Qwen's vocabulary over the prompt Ollama renders for each capture (see test_chat_template).
 GOLDEN = {
@@ -68,6 +69,21 @@ def test_golden_counts_of_captured_claude_code_requests(name: str) -> None:
     assert vocab.count(encoding, text) == GOLDEN[name]
 
 
+# qwen3-coder: Ollama's built-in renderer, Qwen3's vocabulary (checked as above).
+GOLDEN_QWEN3_CODER = {
+    "first_request": 9330,
+    "tool_result_request": 9410,
+    "compaction_request": 10582,
+    "after_compaction_request": 9628,
+}
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN_QWEN3_CODER))
+def test_golden_counts_for_qwen3_coder(name: str) -> None:
+    measure = TokenCounter().measure("qwen3-coder:30b", QWEN3_CODER, payload_of(name))
+    assert measure.exact and measure.tokens == GOLDEN_QWEN3_CODER[name]
+
+
 def test_exact_count_is_well_below_the_old_estimate() -> None:
     payload = payload_of("first_request")
     assert raw_estimate(payload) > 1.5 * GOLDEN["first_request"]
@@ -81,7 +97,7 @@ def test_tools_section_is_counted_once_per_tool_list(monkeypatch: pytest.MonkeyP
         rendered.append(len(tools))
         return real(template, tools)
 
-    monkeypatch.setattr(tokens, "render_tools", spy)
+    monkeypatch.setattr(chat_template, "render_tools", spy)
     counter = TokenCounter()
     first, second = payload_of("first_request"), payload_of("tool_result_request")
     assert counter.measure(MODEL, QWEN_CODER, first).tokens == GOLDEN["first_request"]
