@@ -46,7 +46,10 @@ class Plan:
             model=self.requested_model,
             input_tokens=self.estimate,
             tool_names=self.upstream.tool_names,
-            tool_schemas=self.upstream.tool_schemas,
+            tool_schemas={  # input_schema by name: recovered XML values are typed by it
+                t["function"]["name"]: t["function"].get("parameters") or {}
+                for t in self.upstream.payload.get("tools") or []
+            },
             stop_sequences=self.upstream.stop_sequences,
         )
 

@@ -34,12 +34,6 @@ class Upstream:
     tool_names: list[str] = field(default_factory=list)
     stop_sequences: list[str] = field(default_factory=list)
 
-    @property
-    def tool_schemas(self) -> dict[str, dict[str, Any]]:
-        """Each offered tool's input_schema, by name."""
-        tools = self.payload.get("tools") or []
-        return {t["function"]["name"]: t["function"].get("parameters") or {} for t in tools}
-
     def key_material(self) -> dict[str, Any]:
         """Everything that changes the answer, for the response cache's key."""
         return {**self.payload, "x_stop_sequences": self.stop_sequences}
