@@ -411,6 +411,7 @@ class OllamaDouble:
         log_stream: Any = None,
         kv_slots: KvSlots | None = None,
         prefill_rate: float = 5000.0,
+        exact_counts: bool = True,
     ) -> None:
         if host not in ("127.0.0.1", "localhost", "::1"):
             raise ValueError("the test double listens on loopback only")
@@ -438,6 +439,8 @@ class OllamaDouble:
         # KV-cache slot model (None = off); prefill_rate tokens/s makes prompt_eval_duration
         self.kv = kv_slots
         self.prefill_rate = prefill_rate
+        # prompt_eval_count in Qwen tokens of the rendered prompt (False: the cheap estimate)
+        self.exact_counts = exact_counts
         self.default_reply = Reply()
 
         self.requests: list[RecordedRequest] = []
@@ -570,6 +573,12 @@ class OllamaDouble:
             if os.path.exists(path):
                 os.remove(path)
         return True
+
+    def prompt_tokens(self, name: str, messages: Any, tools: Any) -> int:
+        """The prompt_eval_count this double reports for a chat body."""
+        if not self.exact_counts:
+            return estimate_prompt_tokens(messages, tools, self.chars_per_token)
+        return prompt_tokens_of(name, messages, tools, self.chars_per_token)
 
     def capabilities(self, name: str) -> list[str]:
         name = normalize_model_name(name)
@@ -1130,7 +1139,7 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.prompt_eval_count is not None:
             prompt_tokens = reply.prompt_eval_count
         else:
-            prompt_tokens = prompt_tokens_of(name, messages, tools, d.chars_per_token)
+            prompt_tokens = d.prompt_tokens(name, messages, tools)
         if prompt_tokens > num_ctx:
             if body.get("truncate", True) is False:
                 raise _HTTPError(400, ERR_CONTEXT)
@@ -1249,7 +1258,7 @@ class _Handler(BaseHTTPRequestHandler):
         d = self.double
         kept = list(messages)
         while True:
-            tokens = prompt_tokens_of(name, kept, tools, d.chars_per_token)
+            tokens = d.prompt_tokens(name, kept, tools)
             if tokens <= num_ctx:
                 break
             idx = next((i for i, m in enumerate(kept[:-1])
