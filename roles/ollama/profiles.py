@@ -2,7 +2,7 @@
 
 Need of one loaded model = weights + KV cache + OVERHEAD_GB, where the KV cache is
 `kv_bytes_per_token × context × parallel slots` (Ollama gives llama-server `-c num_ctx × -np`).
-Figures:
+Figures (the table lives in fleet/vram.py, which `make up` uses to pick offers):
 - weights: the Q4_K_M download sizes of the Ollama library tags (ollama.com/library/
   qwen2.5-coder: 1.5b 986 MB, 3b 1.9 GB, 7b 4.7 GB, 14b 9.0 GB, 32b 20 GB;
   qwen3-coder:30b 19 GB);
@@ -18,27 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-OVERHEAD_GB = 1.0
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    weights_gb: float
-    kv_bytes_per_token: int
-
-
-def _kv(layers: int, kv_heads: int) -> int:
-    return 2 * layers * kv_heads * 128 * 2
-
-
-MODELS = {
-    "qwen2.5-coder:1.5b": ModelSpec(0.99, _kv(28, 2)),
-    "qwen2.5-coder:3b": ModelSpec(1.9, _kv(36, 2)),
-    "qwen2.5-coder:7b": ModelSpec(4.7, _kv(28, 4)),
-    "qwen2.5-coder:14b": ModelSpec(9.0, _kv(48, 8)),
-    "qwen2.5-coder:32b": ModelSpec(20.0, _kv(64, 8)),
-    "qwen3-coder:30b": ModelSpec(19.0, _kv(48, 4)),
-}
+# One table of figures for the deploy's check and `make up`'s offer filter (fleet/vram.py).
+from fleet.vram import KNOWN, OVERHEAD_GB
 
 
 @dataclass(frozen=True)
@@ -68,10 +49,11 @@ PROFILES = (
 
 def need_gb(model: str, context: int, parallel: int) -> float | None:
     """GPU memory one loaded model needs, or None for a model without figures here."""
-    spec = MODELS.get(model if ":" in model else f"{model}:latest")
+    spec = KNOWN.get(model if ":" in model else f"{model}:latest")
     if spec is None:
         return None
-    return spec.weights_gb + spec.kv_bytes_per_token * context * parallel / 1e9 + OVERHEAD_GB
+    weights_gb, kv_bytes_per_token = spec
+    return weights_gb + kv_bytes_per_token * context * parallel / 1e9 + OVERHEAD_GB
 
 
 def fit_problem(
