@@ -7,7 +7,8 @@ Targets, all behind the same Ollama API double (its own process, ollama_double/)
   litellm         the LiteLLM proxy (bench/.litellm-venv), /v1/messages -> ollama_chat/...
 Each target: the captured Claude Code request (tests/fixtures/claude_code/first_request.json),
 non-streaming and streaming, at concurrency 1 and 16. Results: bench/results/latest.{json,md}
-plus a dated copy. Also included: bench/cache_hit.py's ResponseCache.get() micro-benchmark, and
+plus a dated copy. Also included: bench/cache_hit.py's ResponseCache.get() micro-benchmark,
+bench/count_tokens.py's cost of counting and guarding the captured request (exact vs estimate), and
 bench/results/deploy_times.json when present (written by `make bench-deploy`; any JSON object, e.g.
 {"first_run_s": 512.3, "rerun_s": 41.0, "inventory": "inventories/local.py",
 "date": "2026-01-01T00:00:00+00:00"}), copied as is into the results.
@@ -205,12 +206,17 @@ def profile_proxy(
 
 def cache_get_micro(iterations: int = 1000) -> list[str]:
     """Run bench/cache_hit.py (ResponseCache.get() alone) and keep its result lines."""
+    return micro("cache_hit.py", iterations)
+
+
+def micro(script: str, iterations: int) -> list[str]:
+    """Run one of bench/'s micro-benchmark scripts and keep its result lines."""
     import subprocess
     import sys
 
     try:
         done = subprocess.run(
-            [sys.executable, str(ROOT / "bench" / "cache_hit.py"), "--iterations", str(iterations)],
+            [sys.executable, str(ROOT / "bench" / script), "--iterations", str(iterations)],
             cwd=ROOT, capture_output=True, text=True, timeout=120,
         )
     except (subprocess.SubprocessError, OSError) as exc:
@@ -281,6 +287,7 @@ def main() -> int:
                         shutil.copy(log, args.out / "litellm-failure.log")
             if "proxy_app+hit" in targets:
                 results["cache_get_micro"] = cache_get_micro()
+            results["count_tokens_micro"] = micro("count_tokens.py", 2000)
             results["ratios"], results["target_checks"] = report.ratios(results["rows"])
             missed = any(c.get("met") is False for c in results["target_checks"]
                          if c["name"].startswith("proxy_app"))

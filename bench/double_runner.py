@@ -23,7 +23,8 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--reply", default="ok")
     args = parser.parse_args()
-    double = OllamaDouble(models=[MODEL], default_num_ctx=32768, port=args.port)
+    # exact_counts off: the floor measures HTTP and JSON, not the double's own tokenising
+    double = OllamaDouble(models=[MODEL], default_num_ctx=32768, port=args.port, exact_counts=False)
     double.default_reply = Reply(args.reply)
     double._record = lambda _request: None  # type: ignore[method-assign]  # no request log
     double.start()

@@ -260,6 +260,10 @@ def markdown(results: dict[str, Any]) -> str:
     if micro:
         out += ["", "`bench/cache_hit.py` (ResponseCache.get() alone, in-process, ~50 KB entry "
                 "over TLS): " + " ".join(micro)]
+    counting = results.get("count_tokens_micro")
+    if counting:
+        out += ["", "`bench/count_tokens.py` (count + guard of the captured 49 KB request, "
+                "in-process):", ""] + [f"- {line}" for line in counting]
     if results.get("idle_rss_mb"):
         out += ["", "Idle RSS after start (MB): " + ", ".join(
             f"{k} {val}" for k, val in results["idle_rss_mb"].items())]

@@ -23,6 +23,7 @@ KNOWN: dict[str, tuple[float, int]] = {
     "qwen2.5-coder:7b": (4.7, 2 * 28 * 4 * 128 * 2),
     "qwen2.5-coder:14b": (9.0, 2 * 48 * 8 * 128 * 2),
     "qwen2.5-coder:32b": (20.0, 2 * 64 * 8 * 128 * 2),
+    "qwen3-coder:30b": (19.0, 2 * 48 * 4 * 128 * 2),  # Qwen3-Coder-30B-A3B: 48 layers, 4 KV heads
 }
 OVERHEAD_GB = 1.0
 # Unknown `name:<N>b` models: Q4_K_M weighs about 0.65 GB per billion parameters; KV cache

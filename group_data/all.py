@@ -9,7 +9,9 @@ ollama_download_url = (
     "https://github.com/ollama/ollama/releases/download/v{version}/ollama-linux-amd64.tar.zst"
 )
 ollama_sha256 = "ed1e39fe8fea90bd7f4c723bd949a2cea3153e111220ec0a183ea5b8dc8b2cae"
-ollama_models = ["qwen2.5-coder:7b"]
+# The main model, then the small one that serves Claude Code's background calls (README,
+# "Model selection"); ollama_max_loaded_models keeps both loaded.
+ollama_models = ["qwen2.5-coder:7b", "qwen2.5-coder:1.5b"]
 ollama_context_length = 32768
 ollama_keep_alive = "30m"
 ollama_port = 11434
@@ -22,6 +24,7 @@ redis_maxmemory = "512mb"
 proxy_port = 8000
 proxy_ollama_url = f"http://127.0.0.1:{ollama_port}"
 proxy_default_model = ollama_models[0]
+proxy_background_model = ollama_models[1]
 proxy_num_ctx = ollama_context_length
 proxy_keep_alive = ollama_keep_alive
 

@@ -29,6 +29,15 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NamedTuple
 
+try:  # the exact prompt, as proxy_app renders it; absent in the sandbox's stdlib-only stand-in
+    from proxy_app import chat_template as _chat_template
+    from proxy_app import qwen3coder_template as _qwen3coder
+    from proxy_app import vocab as _vocab
+except ImportError:  # the single-file bin/ollama
+    _chat_template = None
+    _qwen3coder = None
+    _vocab = None
+
 DEFAULT_VERSION = "0.12.11"
 DEFAULT_MODEL = "qwen2.5-coder:7b"
 DEFAULT_CONTEXT_LENGTH = 32768
@@ -82,6 +91,53 @@ def estimate_prompt_tokens(
     return max(1, len(payload) // chars_per_token)
 
 
+QWEN_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+
+
+def _qwen_template(name: str) -> Any:
+    """What renders a Qwen model's prompt in Ollama: the Go template it ships for qwen2 models,
+    the built-in renderer for qwen3-coder (None without proxy_app at hand, or for others)."""
+    if _chat_template is None or _qwen3coder is None:
+        return None
+    family = _model_family(name)
+    if family == "qwen3moe" and _is_qwen3_coder(name):
+        return _qwen3coder.Qwen3CoderRenderer()
+    if family != "qwen2":
+        return None
+    coder = "coder" in name.split(":")[0]
+    return _chat_template.QWEN25_CODER if coder else _chat_template.QWEN25
+
+
+def _is_qwen3_coder(name: str) -> bool:
+    return name.split(":")[0].rsplit("/", 1)[-1].lower().startswith("qwen3-coder")
+
+
+def _default_system(name: str) -> str:
+    """The model's SYSTEM (Modelfile): qwen2.5 models have one, qwen3-coder none."""
+    return "" if _is_qwen3_coder(name) else QWEN_SYSTEM
+
+
+def rendered_prompt(name: str, messages: Any, tools: Any) -> str | None:
+    """The prompt Ollama builds for this model and body, or None when not reproduced."""
+    template = _qwen_template(name)
+    if template is None:
+        return None
+    tools = tools or []
+    head, pieces = template.around_tools(messages or [], has_tools=bool(tools),
+                                         default_system=_default_system(name))
+    return head + (template.tools(tools) if tools else "") + "".join(pieces)
+
+
+def prompt_tokens_of(name: str, messages: Any, tools: Any, chars_per_token: int = 3) -> int:
+    """What Ollama would report as prompt_eval_count: exact for Qwen models whose prompt we
+    render (encoded with Qwen's vocabulary, as llama-server does), else the double's estimate."""
+    text = rendered_prompt(name, messages, tools)
+    if text is None or _vocab is None:
+        return estimate_prompt_tokens(messages, tools, chars_per_token)
+    images = sum(len(m.get("images") or []) for m in messages or [] if isinstance(m, dict))
+    return _vocab.count(_vocab.vocabulary_for(_model_family(name)), text) + 768 * images
+
+
 def _estimate_output_tokens(text: str, chars_per_token: int = 3) -> int:
     return max(1, math.ceil(len(text) / chars_per_token)) if text else 0
 
@@ -90,6 +146,7 @@ def _model_family(name: str) -> str:
     base = name.split(":")[0].rsplit("/", 1)[-1].lower()
     for prefix, family in (
         ("qwen2", "qwen2"),
+        ("qwen3-coder", "qwen3moe"),
         ("qwen3", "qwen3"),
         ("llama", "llama"),
         ("gemma3", "gemma3"),
@@ -196,10 +253,47 @@ class Reply:
                      **kw: Any) -> "Reply":
         return cls(content=content, error=message, error_after=after, **kw)
 
+    @classmethod
+    def qwen3_coder(cls, calls: list[dict[str, Any]], text: str = "",
+                    shape: str = "well_formed", **kw: Any) -> "Reply":
+        """qwen3-coder's tool calls written as text, the way they reach a client when Ollama's
+        parser misses them: ``text`` then each call in the XML-style format, in one ``shape``
+        of QWEN3_CODER_SHAPES (well-formed, or a malformed variant seen in practice)."""
+        body = "".join(qwen3_coder_call_text(c["name"], c.get("arguments") or {}, shape)
+                       for c in calls)
+        return cls(content=text + body, **kw)
+
     def content_pieces(self) -> list[str]:
         if self.chunks is not None:
             return _split_n(self.content, self.chunks)
         return _split_words(self.content)
+
+
+QWEN3_CODER_SHAPES = (
+    "well_formed", "no_function_close", "no_tool_call_close", "no_wrapper",
+    "parameters_after_function", "json_in_parameter",
+)
+
+
+def qwen3_coder_call_text(name: str, arguments: dict[str, Any], shape: str = "well_formed") -> str:
+    """One call in qwen3-coder's format (Ollama model/renderers/qwen3coder.go): values as raw
+    text, non-strings as JSON; ``shape`` picks a malformed variant."""
+    if shape not in QWEN3_CODER_SHAPES:
+        raise ValueError(f"unknown qwen3-coder shape {shape!r}; one of {QWEN3_CODER_SHAPES}")
+
+    def value(v: Any) -> str:
+        return v if isinstance(v, str) else json.dumps(v)
+
+    params = "".join(f"<parameter={k}>\n{value(v)}\n</parameter>\n" for k, v in arguments.items())
+    if shape == "json_in_parameter":
+        params = f"<parameter=arguments>\n{json.dumps(arguments)}\n</parameter>\n"
+    if shape == "parameters_after_function":
+        return f"<tool_call>\n<function={name}>\n</function>\n{params}</tool_call>\n"
+    close = "" if shape == "no_function_close" else "</function>\n"
+    function = f"<function={name}>\n{params}{close}"
+    if shape == "no_wrapper":
+        return function
+    return "<tool_call>\n" + function + ("" if shape == "no_tool_call_close" else "</tool_call>\n")
 
 
 class RecordedRequest(NamedTuple):
@@ -221,6 +315,71 @@ class _HTTPError(Exception):
 
 
 # --------------------------------------------------------------------------- server
+
+
+class KvSlots:
+    """The double's model of Ollama's KV cache (not Ollama): each loaded model has
+    ``slots_per_model`` slots (OLLAMA_NUM_PARALLEL), each holding the tokens of the last prompt
+    it served plus the answer; at most ``max_loaded`` models stay loaded (OLLAMA_MAX_LOADED_MODELS),
+    loading another evicts the least recently used with its slots. A request takes the slot whose
+    cached prefix covers at least ``similarity`` of its prompt (the best one), else the least
+    recently used slot (llama-server's choice, --slot-prompt-similarity 0.1), and prefills only
+    what that slot does not hold. llama-server's host-RAM prompt cache (--cache-ram) is not
+    modelled: it can restore an evicted prefix faster than a prefill."""
+
+    def __init__(self, slots_per_model: int = 1, max_loaded: int | None = None,
+                 similarity: float = 0.1) -> None:
+        self.slots_per_model = slots_per_model
+        self.max_loaded = max_loaded
+        self.similarity = similarity
+        self.models: collections.OrderedDict[str, list[list[int]]] = collections.OrderedDict()
+        self.used: dict[str, list[int]] = {}  # per model: when each slot was last used
+        self.prefilled: collections.Counter[str] = collections.Counter()
+        self.reused: collections.Counter[str] = collections.Counter()
+        self.evictions = 0
+        self.log: list[tuple[str, int, int]] = []  # (model, prompt tokens, prefilled)
+
+    def serve(self, model: str, prompt: list[int], answer: list[int]) -> int:
+        """Tokens of ``prompt`` the model must prefill; the chosen slot then holds both."""
+        if model in self.models:
+            self.models.move_to_end(model)
+        else:
+            if self.max_loaded is not None and len(self.models) >= self.max_loaded:
+                evicted, _ = self.models.popitem(last=False)
+                self.used.pop(evicted, None)
+                self.evictions += 1
+            self.models[model] = [[] for _ in range(max(1, self.slots_per_model))]
+            self.used[model] = [0] * max(1, self.slots_per_model)
+        slots, used = self.models[model], self.used[model]
+        shared = [_common_prefix(slot, prompt) for slot in slots]
+        best = shared.index(max(shared))
+        if not prompt or shared[best] / len(prompt) <= self.similarity:
+            best = used.index(min(used))  # no slot is similar enough: the least recently used
+        prefill = len(prompt) - shared[best]
+        slots[best] = prompt + answer
+        used[best] = len(self.log) + 1
+        self.prefilled[model] += prefill
+        self.reused[model] += shared[best]
+        self.log.append((model, len(prompt), prefill))
+        return prefill
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def prompt_token_ids(name: str, messages: Any, tools: Any, chars_per_token: int = 3) -> list[int]:
+    """The prompt as tokens: Qwen's ids of the rendered prompt for qwen2 models, else one
+    pseudo-token per ``chars_per_token`` characters of the request's JSON."""
+    text = rendered_prompt(name, messages, tools)
+    if text is not None and _vocab is not None:
+        return _vocab.vocabulary_for(_model_family(name)).encode(text, allowed_special="all")
+    payload = json.dumps({"messages": messages or [], "tools": tools or []}, sort_keys=True)
+    return [hash(payload[i:i + chars_per_token]) for i in range(0, len(payload), chars_per_token)]
 
 
 class OllamaDouble:
@@ -250,6 +409,9 @@ class OllamaDouble:
         max_queue: int = 512,
         chars_per_token: int = 3,
         log_stream: Any = None,
+        kv_slots: KvSlots | None = None,
+        prefill_rate: float = 5000.0,
+        exact_counts: bool = True,
     ) -> None:
         if host not in ("127.0.0.1", "localhost", "::1"):
             raise ValueError("the test double listens on loopback only")
@@ -274,6 +436,11 @@ class OllamaDouble:
         self.max_queue = max_queue
         self.chars_per_token = chars_per_token
         self.log_stream = log_stream
+        # KV-cache slot model (None = off); prefill_rate tokens/s makes prompt_eval_duration
+        self.kv = kv_slots
+        self.prefill_rate = prefill_rate
+        # prompt_eval_count in Qwen tokens of the rendered prompt (False: the cheap estimate)
+        self.exact_counts = exact_counts
         self.default_reply = Reply()
 
         self.requests: list[RecordedRequest] = []
@@ -406,6 +573,12 @@ class OllamaDouble:
             if os.path.exists(path):
                 os.remove(path)
         return True
+
+    def prompt_tokens(self, name: str, messages: Any, tools: Any) -> int:
+        """The prompt_eval_count this double reports for a chat body."""
+        if not self.exact_counts:
+            return estimate_prompt_tokens(messages, tools, self.chars_per_token)
+        return prompt_tokens_of(name, messages, tools, self.chars_per_token)
 
     def capabilities(self, name: str) -> list[str]:
         name = normalize_model_name(name)
@@ -812,11 +985,15 @@ class _Handler(BaseHTTPRequestHandler):
             "{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call>"
             "{{- end }}<|im_end|>\n{{ end }}{{- end }}"
         )
+        qwen = _qwen_template(name)
+        renderer = getattr(qwen, "name", "") if not hasattr(qwen, "source") else ""
         self._send_json(200, {
             "license": "test double: no license text",
             "modelfile": f"# Modelfile generated by the Ollama API test double\nFROM {name}\n",
             "parameters": 'stop                           "<|endoftext|>"',
-            "template": template,
+            "template": qwen.source() if qwen and not renderer else template,
+            **({"system": QWEN_SYSTEM} if qwen and not renderer else {}),
+            **({"renderer": renderer, "parser": renderer} if renderer else {}),
             "details": d.model_details(name),
             "model_info": {
                 "general.architecture": family,
@@ -962,16 +1139,24 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.prompt_eval_count is not None:
             prompt_tokens = reply.prompt_eval_count
         else:
-            prompt_tokens = estimate_prompt_tokens(messages, tools, d.chars_per_token)
+            prompt_tokens = d.prompt_tokens(name, messages, tools)
         if prompt_tokens > num_ctx:
             if body.get("truncate", True) is False:
                 raise _HTTPError(400, ERR_CONTEXT)
             if reply.prompt_eval_count is None:
-                prompt_tokens = self._truncate(messages, tools, num_ctx)
+                prompt_tokens = self._truncate(name, messages, tools, num_ctx)
         if reply.status != 200:
             self._sleep(reply.first_chunk_delay)
             raise _HTTPError(reply.status, reply.error or "test double: scripted error")
         d._mark_loaded(name, num_ctx, keep_alive)
+        prefill_ns = None
+        if d.kv is not None:  # the slot model: how much of this prompt must be prefilled
+            ids = prompt_token_ids(name, messages, tools, d.chars_per_token)
+            answer = prompt_token_ids(name, [{"role": "assistant", "content": reply.content}],
+                                      None, d.chars_per_token)
+            with d._lock:
+                prefilled = d.kv.serve(name, ids, answer)
+            prefill_ns = max(int(prefilled / d.prefill_rate * 1e9), 1)
 
         # ---- output
         content = reply.content
@@ -1003,7 +1188,8 @@ class _Handler(BaseHTTPRequestHandler):
             return {**base, "created_at": now_rfc3339(), "message": msg, "done": True,
                     "done_reason": done_reason, "total_duration": max(t_end - t0, 2_000_000),
                     "load_duration": load_ns, "prompt_eval_count": prompt_tokens,
-                    "prompt_eval_duration": max(t_first - t0, 1), "eval_count": eval_count,
+                    "prompt_eval_duration": prefill_ns or max(t_first - t0, 1),
+                    "eval_count": eval_count,
                     "eval_duration": max(t_end - t_first, 1)}
 
         if body.get("stream", True) is False:
@@ -1067,12 +1253,12 @@ class _Handler(BaseHTTPRequestHandler):
             d.completed_streams += 1
         self._end_stream()
 
-    def _truncate(self, messages: list[Any], tools: Any, num_ctx: int) -> int:
+    def _truncate(self, name: str, messages: list[Any], tools: Any, num_ctx: int) -> int:
         """Ollama's silent front truncation: drop oldest non-system messages, keep the last."""
         d = self.double
         kept = list(messages)
         while True:
-            tokens = estimate_prompt_tokens(kept, tools, d.chars_per_token)
+            tokens = d.prompt_tokens(name, kept, tools)
             if tokens <= num_ctx:
                 break
             idx = next((i for i, m in enumerate(kept[:-1])

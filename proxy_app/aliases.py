@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 CLAUDE_MARKERS = ("claude", "anthropic")
+BACKGROUND_MARKER = "haiku"  # Claude Code's background calls (titles, summaries, checks)
 
 
 def resolve_model(requested: str, default: str, aliases: dict[str, str]) -> str:
@@ -21,3 +24,23 @@ def resolve_model(requested: str, default: str, aliases: dict[str, str]) -> str:
     if any(marker in lowered for marker in CLAUDE_MARKERS):
         return default
     return requested
+
+
+async def route_model(
+    requested: str,
+    *,
+    default: str,
+    aliases: dict[str, str],
+    background: str,
+    available: Callable[[str], Awaitable[bool]],
+) -> str:
+    """resolve_model, except that a Haiku-class Claude id no alias names goes to the
+    background model when Ollama has it: a second, small model keeps the main model's KV cache
+    (the conversation) from being evicted by Claude Code's calls between turns."""
+    target = resolve_model(requested, default, aliases)
+    lowered = requested.lower()
+    background_call = BACKGROUND_MARKER in lowered and target == default
+    if background_call and background and not any(k.lower() in lowered for k in aliases):
+        if await available(background):
+            return background
+    return target

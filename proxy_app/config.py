@@ -26,7 +26,10 @@ class Settings(BaseSettings):
     ollama_url: str = "http://127.0.0.1:11434"
     default_model: str = "qwen2.5-coder:7b"
     model_aliases: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    background_model: str = "qwen2.5-coder:1.5b"
     num_ctx: int = Field(default=32768, ge=256)
+    model_num_ctx: Annotated[dict[str, int], NoDecode] = Field(default_factory=dict)
+    output_reserve: int = Field(default=4096, ge=0)
     keep_alive: str = "30m"
     connect_timeout: float = Field(default=5.0, gt=0)
     read_timeout: float = Field(default=600.0, gt=0)
@@ -63,6 +66,20 @@ class Settings(BaseSettings):
             table[name.strip()] = target.strip()
         return table
 
+    @field_validator("model_num_ctx", mode="before")
+    @classmethod
+    def _parse_model_windows(cls, value: object) -> object:
+        """Read `qwen2.5-coder:1.5b=16384,qwen3-coder:30b=65536`."""
+        if not isinstance(value, str):
+            return value
+        table: dict[str, int] = {}
+        for item in _split_csv(value):
+            name, sep, tokens = item.partition("=")
+            if not sep or not name.strip() or not tokens.strip().isdigit():
+                raise ValueError(f"window {item!r} is not of the form ollama-model=tokens")
+            table[_canonical(name.strip())] = int(tokens)
+        return table
+
     @field_validator("redis_url")
     @classmethod
     def _check_redis_url(cls, value: str) -> str:
@@ -81,9 +98,31 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _reserve_below_window(self) -> Settings:
+        windows = {"PROXY_NUM_CTX": self.num_ctx}
+        windows.update({f"PROXY_MODEL_NUM_CTX {m}": n for m, n in self.model_num_ctx.items()})
+        for name, window in windows.items():
+            if window < 256 or self.output_reserve >= window:
+                raise ValueError(
+                    f"PROXY_OUTPUT_RESERVE={self.output_reserve} leaves no room for a prompt in "
+                    f"{name}={window}; a window needs at least 256 tokens and more than the "
+                    "reserve"
+                )
+        return self
+
+    def num_ctx_for(self, model: str) -> int:
+        """The context window of an Ollama model: its PROXY_MODEL_NUM_CTX entry, else num_ctx."""
+        return self.model_num_ctx.get(_canonical(model), self.num_ctx)
+
     @property
     def cache_enabled(self) -> bool:
         return bool(self.redis_url) and self.cache_mode != "off"
+
+
+def _canonical(model: str) -> str:
+    """Ollama's implicit tag: `qwen2.5-coder` means `qwen2.5-coder:latest`."""
+    return model if ":" in model.rsplit("/", 1)[-1] else f"{model}:latest"
 
 
 def _is_loopback(host: str) -> bool:

@@ -11,7 +11,7 @@ from proxy_app.cache import ResponseCache
 from proxy_app.config import Settings
 from proxy_app.metrics import Metrics
 from proxy_app.ollama import ModelCatalog, OllamaClient
-from proxy_app.tokens import TokenEstimator
+from proxy_app.tokens import TokenCounter
 
 
 @dataclass
@@ -19,7 +19,7 @@ class Services:
     settings: Settings
     ollama: OllamaClient
     catalog: ModelCatalog
-    estimator: TokenEstimator
+    counter: TokenCounter
     metrics: Metrics
     cache: ResponseCache  # disabled (never touches Redis) when PROXY_REDIS_URL is empty
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from proxy_app.aliases import resolve_model
+from proxy_app.aliases import route_model
 from proxy_app.anthropic import CountTokensRequest
 from proxy_app.config import Settings
 from proxy_app.errors import NotFoundError, PromptTooLongError, UpstreamError
-from proxy_app.ollama import ModelCatalog, OllamaClient
+from proxy_app.ollama import ModelCatalog, ModelProfile, OllamaClient
 from proxy_app.streaming import AnthropicEventStream, Event
-from proxy_app.tokens import TokenEstimator, raw_estimate
+from proxy_app.tokens import Measure, TokenCounter
 from proxy_app.translate import Upstream, to_ollama_request, wants_thinking
 
 
@@ -25,15 +25,20 @@ class Plan:
     upstream_model: str
     digest: str
     upstream: Upstream
-    raw_tokens: int = 0
-    estimate: int = 0
+    profile: ModelProfile
+    counted: Measure | None = None
+    limit: int = 0
 
-    def measure(self, estimator: TokenEstimator, *, num_ctx: int | None = None) -> int:
-        """Estimate the prompt's tokens; given `num_ctx`, refuse a prompt that cannot fit."""
-        self.raw_tokens = raw_estimate(self.upstream.payload)
-        self.estimate = estimator.scale(self.raw_tokens)
-        if num_ctx is not None and self.estimate > num_ctx:
-            raise PromptTooLongError(self.estimate, num_ctx)
+    @property
+    def estimate(self) -> int:
+        return self.counted.tokens if self.counted else 0
+
+    def measure(self, counter: TokenCounter, *, limit: int | None = None) -> int:
+        """Count the prompt's tokens; given `limit`, refuse a prompt over it."""
+        self.counted = counter.measure(self.upstream_model, self.profile, self.upstream.payload)
+        self.limit = limit or 0
+        if limit is not None and self.estimate > limit:
+            raise PromptTooLongError(self.estimate, limit)
         return self.estimate
 
     def machine(self) -> AnthropicEventStream:
@@ -41,8 +46,22 @@ class Plan:
             model=self.requested_model,
             input_tokens=self.estimate,
             tool_names=self.upstream.tool_names,
+            tool_schemas={  # input_schema by name: recovered XML values are typed by it
+                t["function"]["name"]: t["function"].get("parameters") or {}
+                for t in self.upstream.payload.get("tools") or []
+            },
             stop_sequences=self.upstream.stop_sequences,
         )
+
+
+def prompt_limit(settings: Settings, model: str, max_tokens: int) -> int:
+    """The most prompt tokens a request to `model` may send: its window less room to answer.
+
+    `num_ctx` holds prompt and answer together and, with `shift: false`, an answer that
+    reaches the end is cut short; so PROXY_OUTPUT_RESERVE tokens (or max_tokens, if smaller)
+    stay free for it.
+    """
+    return settings.num_ctx_for(model) - max(min(settings.output_reserve, max_tokens), 0)
 
 
 async def plan(
@@ -52,22 +71,29 @@ async def plan(
     catalog: ModelCatalog,
 ) -> Plan:
     """Resolve the model (404 when Ollama lacks it) and translate the request."""
-    upstream_model = resolve_model(request.model, settings.default_model, settings.model_aliases)
+    upstream_model = await route_model(
+        request.model,
+        default=settings.default_model,
+        aliases=settings.model_aliases,
+        background=settings.background_model,
+        available=catalog.has,
+    )
     digest = await catalog.digest(upstream_model)
     if digest is None:
         raise NotFoundError(
             f"model: '{upstream_model}' (requested as '{request.model}') is not available in "
             f"Ollama; pull it with `ollama pull {upstream_model}`."
         )
-    think = wants_thinking(request) and "thinking" in await catalog.capabilities(upstream_model)
+    profile = await catalog.profile(upstream_model)
+    think = wants_thinking(request) and "thinking" in profile.capabilities
     upstream = to_ollama_request(
         request,
         model=upstream_model,
-        num_ctx=settings.num_ctx,
+        num_ctx=settings.num_ctx_for(upstream_model),
         keep_alive=settings.keep_alive,
         think=think,
     )
-    return Plan(request.model, upstream_model, digest, upstream)
+    return Plan(request.model, upstream_model, digest, upstream, profile)
 
 
 async def relay(
@@ -76,7 +102,6 @@ async def relay(
     machine: AnthropicEventStream,
     emit: Callable[[list[Event]], None],
     *,
-    num_ctx: int,
     stream: bool = True,
 ) -> None:
     """Feed Ollama's answer through the machine, handing each step's events to `emit`.
@@ -94,5 +119,5 @@ async def relay(
             if machine.done:
                 return
     except PromptTooLongError as exc:
-        raise PromptTooLongError(plan.estimate, num_ctx) from exc
+        raise PromptTooLongError(plan.estimate, plan.limit) from exc
     raise UpstreamError("Ollama closed the stream before its final chunk.")

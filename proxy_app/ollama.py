@@ -6,6 +6,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -150,6 +151,30 @@ def canonical_name(name: str) -> str:
     return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
 
 
+@dataclass(frozen=True)
+class ModelProfile:
+    """What /api/show says about a model that changes its prompt: family, template, SYSTEM."""
+
+    family: str = ""
+    template: str = ""
+    system: str = ""
+    capabilities: tuple[str, ...] = ()
+    renderer: str = ""  # a built-in renderer instead of the template (e.g. "qwen3-coder")
+
+    @classmethod
+    def from_show(cls, shown: dict[str, Any]) -> ModelProfile:
+        details = shown.get("details") or {}
+        info = shown.get("model_info") or {}
+        family = details.get("family") or info.get("general.architecture") or ""
+        return cls(
+            family=str(family),
+            template=str(shown.get("template") or ""),
+            system=str(shown.get("system") or ""),
+            capabilities=tuple(shown.get("capabilities") or ()),
+            renderer=str(shown.get("renderer") or ""),
+        )
+
+
 class ModelCatalog:
     """Ollama's /api/tags by canonical model name, refreshed every `ttl` seconds or on a miss."""
 
@@ -158,7 +183,7 @@ class ModelCatalog:
         self._ttl = ttl
         self._tags: dict[str, dict[str, Any]] = {}
         self._fetched = 0.0
-        self._capabilities: dict[str, list[str]] = {}
+        self._profiles: dict[str, ModelProfile] = {}
 
     async def refresh(self) -> dict[str, dict[str, Any]]:
         """Fetch /api/tags now: {canonical name: its entry (digest, modified_at, details…)}."""
@@ -177,10 +202,17 @@ class ModelCatalog:
         entry = self._tags.get(name)
         return None if entry is None else str(entry.get("digest", ""))
 
-    async def capabilities(self, name: str) -> list[str]:
-        """From /api/show, cached per digest; an old Ollama without the field means none known."""
+    async def has(self, name: str) -> bool:
+        return await self.digest(name) is not None
+
+    async def profile(self, name: str) -> ModelProfile:
+        """From /api/show, cached per digest (a re-pulled model is asked again)."""
         digest = await self.digest(name) or name
-        if digest not in self._capabilities:
+        if digest not in self._profiles:
             shown = await self._client.post_json("/api/show", {"model": name}, timeout=10.0)
-            self._capabilities[digest] = list(shown.get("capabilities") or [])
-        return self._capabilities[digest]
+            self._profiles[digest] = ModelProfile.from_show(shown)
+        return self._profiles[digest]
+
+    async def capabilities(self, name: str) -> list[str]:
+        """From /api/show; an old Ollama without the field means none known."""
+        return list((await self.profile(name)).capabilities)

@@ -13,8 +13,9 @@ import json
 import secrets
 from typing import Any
 
-from proxy_app.toolcalls import RecoveredCall, ToolCallScanner
+from proxy_app.toolcalls import RecoveredCall
 from proxy_app.translate import tool_input_json
+from proxy_app.xmlcalls import CallRescue
 
 Event = tuple[str, dict[str, Any]]
 
@@ -73,6 +74,7 @@ class AnthropicEventStream:
         tool_names: list[str],
         stop_sequences: list[str],
         message_id: str | None = None,
+        tool_schemas: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         self.message_id = message_id or new_message_id()
         self.model = model
@@ -84,8 +86,9 @@ class AnthropicEventStream:
         self.prompt_eval_count: int | None = None
         self._open = Block.NONE
         self._stops = StopMatcher(stop_sequences)
-        self._tool_names = tool_names
-        self._scanner = ToolCallScanner(tool_names) if tool_names else None
+        # input_schema by tool name: recovered XML parameter values are typed by it
+        self._schemas = {name: (tool_schemas or {}).get(name) or {} for name in tool_names}
+        self._scanner = CallRescue(self._schemas) if tool_names else None
 
     @property
     def done(self) -> bool:
@@ -153,7 +156,7 @@ class AnthropicEventStream:
         if self._scanner is None:
             return []
         text, calls = self._scanner.finish()
-        self._scanner = ToolCallScanner(self._tool_names)
+        self._scanner = CallRescue(self._schemas)
         events = self._delta(Block.TEXT, text) if text else []
         for call in calls:
             events += self._recovered(call)

@@ -1,25 +1,44 @@
-"""Token estimates for count_tokens and the context guard; they err high and self-calibrate.
+"""Prompt token counts for count_tokens and the context guard: exact for Qwen, else estimated.
 
-Ollama has no tokenize endpoint, so the estimate counts the characters the model will read:
-message text, tool-call arguments and the tool schemas (which Ollama renders into the prompt
-as JSON), at a conservative CHARS_PER_TOKEN for code and JSON, plus a per-message template
-overhead. Each finished generation reports Ollama's real `prompt_eval_count`; when that is
-larger than the estimate the correction factor rises to match, so the estimate never stays
-below what Ollama has been seen to count (see README, "How count_tokens is calibrated").
+Exact: when Ollama's /api/show names a family whose vocabulary we ship (qwen2, qwen3; see
+vocab.py) and a template we render (chat_template.py), the count is the length of the very
+prompt Ollama builds, encoded with Qwen's BPE. The tools section is counted once per distinct
+tool list and cached: Claude Code sends the same tools every turn.
+
+Estimated: any other model gets the characters the model will read at CHARS_PER_TOKEN, plus a
+per-message overhead, scaled by a calibration that follows Ollama's reported
+`prompt_eval_count` both ways (see Calibration). Either way a prompt Ollama has already counted
+is never answered with less than Ollama's count (README, "How prompts are counted").
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import math
-from collections import deque
-from typing import Any
+from collections import OrderedDict, deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import orjson
+import tiktoken
+
+from proxy_app import vocab
+from proxy_app.chat_template import match_template
+from proxy_app.ollama import ModelProfile
+from proxy_app.qwen3coder_template import Qwen3CoderRenderer
+
+log = logging.getLogger(__name__)
 
 CHARS_PER_TOKEN = 3.0
 MESSAGE_OVERHEAD = 4
 TOOL_OVERHEAD = 12
 PROMPT_OVERHEAD = 16
+IMAGE_TOKENS = 768  # what Ollama itself budgets per image (server/prompt.go)
+MIN_FACTOR, MAX_FACTOR = 0.5, 3.0
+REMEMBERED = 512  # prompts whose real count is remembered, and distinct tool lists cached
+PIECES = 8192  # counted turns remembered per model (a key and a count each)
 
 
 def raw_estimate(payload: dict[str, Any]) -> int:
@@ -48,21 +67,155 @@ def raw_estimate(payload: dict[str, Any]) -> int:
     )
 
 
-class TokenEstimator:
-    """raw_estimate × a factor that follows Ollama's real counts upward, never below 1."""
+class Calibration:
+    """The factor on raw estimates: the highest ratio Ollama reported over the last `window`
+    generations, within [MIN_FACTOR, MAX_FACTOR]. It rises at once when Ollama counts more,
+    and falls as those observations age out when Ollama counts less."""
 
-    def __init__(self, window: int = 64) -> None:
+    def __init__(self, window: int = 8) -> None:
         self._ratios: deque[float] = deque(maxlen=window)
 
     @property
     def factor(self) -> float:
-        return max(1.0, max(self._ratios, default=1.0))
+        return max(self._ratios, default=1.0)
 
     def scale(self, raw: int) -> int:
-        """The calibrated estimate for a prompt whose raw_estimate is `raw`."""
         return math.ceil(raw * self.factor)
 
     def observe(self, raw: int, prompt_eval_count: int) -> None:
-        """Record Ollama's count for a prompt; ignored when it is implausibly small (KV reuse)."""
+        """Record Ollama's count; ignored when implausibly small (an old Ollama's KV reuse)."""
         if raw > 0 and prompt_eval_count > raw // 4:
-            self._ratios.append(min(prompt_eval_count / raw, 3.0))
+            ratio = prompt_eval_count / raw
+            self._ratios.append(min(max(ratio, MIN_FACTOR), MAX_FACTOR))
+
+
+@dataclass
+class Measure:
+    """One prompt's count: `tokens` is what count_tokens answers and the guard compares."""
+
+    tokens: int
+    raw: int
+    exact: bool
+    fingerprint: bytes
+
+
+class PromptRenderer(Protocol):
+    """Renders Ollama's prompt in token-exact pieces: head + tools(…) + "".join(pieces)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def around_tools(
+        self, messages: Sequence[dict[str, Any]], *, has_tools: bool, default_system: str = ""
+    ) -> tuple[str, list[str]]: ...
+
+    def tools(self, tools: Sequence[dict[str, Any]]) -> str: ...
+
+
+# Ollama's built-in renderers (`RENDERER` in a Modelfile, /api/show `renderer`) we reproduce.
+RENDERERS: dict[str, PromptRenderer] = {"qwen3-coder": Qwen3CoderRenderer()}
+
+
+class QwenCounter:
+    """Exact counts for one Qwen vocabulary + template (+ the model's SYSTEM).
+
+    The prompt is counted in token-exact pieces (system turn, tools section, each later turn),
+    each remembered: a conversation's next request only encodes its new turns, and the tools
+    section is rendered and encoded once per distinct tool list.
+    """
+
+    def __init__(self, encoding: tiktoken.Encoding, template: PromptRenderer, system: str) -> None:
+        self.encoding = encoding
+        self.template = template
+        self.system = system
+        self._tools: OrderedDict[bytes, int] = OrderedDict()
+        self._pieces: OrderedDict[tuple[int, int], int] = OrderedDict()
+
+    def count(self, payload: dict[str, Any], tools_key: bytes) -> int:
+        messages = payload.get("messages") or []
+        tools = payload.get("tools") or []
+        head, pieces = self.template.around_tools(
+            messages, has_tools=bool(tools), default_system=self.system
+        )
+        total = sum(self._piece_tokens(piece) for piece in (head, *pieces))
+        total += IMAGE_TOKENS * sum(len(m.get("images") or []) for m in messages)
+        return total + (self._tools_tokens(tools, tools_key) if tools else 0)
+
+    def _piece_tokens(self, piece: str) -> int:
+        key = (hash(piece), len(piece))
+        if key in self._pieces:
+            self._pieces.move_to_end(key)
+            return self._pieces[key]
+        tokens = self._pieces[key] = vocab.count(self.encoding, piece)
+        if len(self._pieces) > PIECES:
+            self._pieces.popitem(last=False)
+        return tokens
+
+    def _tools_tokens(self, tools: list[dict[str, Any]], key: bytes) -> int:
+        if key in self._tools:
+            self._tools.move_to_end(key)
+            return self._tools[key]
+        tokens = self._tools[key] = vocab.count(self.encoding, self.template.tools(tools))
+        if len(self._tools) > REMEMBERED:
+            self._tools.popitem(last=False)
+        return tokens
+
+
+class TokenCounter:
+    """Counts prompts per model; calibrates estimates; remembers what Ollama counted."""
+
+    def __init__(self) -> None:
+        self._exact: dict[ModelProfile, QwenCounter | None] = {}
+        self._calibration: dict[str, Calibration] = {}
+        self._seen: OrderedDict[bytes, int] = OrderedDict()
+        self._warned: set[str] = set()
+
+    def exact_counter(self, profile: ModelProfile) -> QwenCounter | None:
+        """The exact counter for a model, or None when its vocabulary or template is unknown."""
+        if profile not in self._exact:
+            encoding = vocab.vocabulary_for(profile.family)
+            template: PromptRenderer | None = None
+            if encoding is not None:
+                template = RENDERERS.get(profile.renderer) or match_template(profile.template)
+            self._exact[profile] = (
+                QwenCounter(encoding, template, profile.system)
+                if encoding is not None and template is not None
+                else None
+            )
+        return self._exact[profile]
+
+    def measure(self, model: str, profile: ModelProfile, payload: dict[str, Any]) -> Measure:
+        tools_key = hashlib.blake2b(orjson.dumps(payload.get("tools") or []), digest_size=16)
+        fingerprint = hashlib.blake2b(
+            orjson.dumps(payload.get("messages") or []) + tools_key.digest(), digest_size=16
+        ).digest()
+        counter = self.exact_counter(profile)
+        if counter is not None:
+            raw = counter.count(payload, tools_key.digest())
+            tokens = raw
+        else:
+            raw = raw_estimate(payload)
+            tokens = self._calibration.setdefault(model, Calibration()).scale(raw)
+        tokens = max(tokens, self._seen.get(fingerprint, 0))
+        return Measure(tokens, raw, counter is not None, fingerprint)
+
+    def observe(self, model: str, measure: Measure, prompt_eval_count: int) -> None:
+        """Learn from Ollama's `prompt_eval_count` for a prompt measured before."""
+        self._seen[measure.fingerprint] = prompt_eval_count
+        self._seen.move_to_end(measure.fingerprint)
+        if len(self._seen) > REMEMBERED:
+            self._seen.popitem(last=False)
+        if not measure.exact:
+            self._calibration.setdefault(model, Calibration()).observe(
+                measure.raw, prompt_eval_count
+            )
+        elif prompt_eval_count != measure.raw and model not in self._warned:
+            self._warned.add(model)
+            log.warning(
+                "exact count for %s was %d tokens but Ollama counted %d; the template or "
+                "vocabulary may have changed (count_tokens now answers at least Ollama's count "
+                "for prompts it has seen)",
+                model,
+                measure.raw,
+                prompt_eval_count,
+            )

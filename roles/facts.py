@@ -139,3 +139,26 @@ class InitScriptRunning(FactBase[bool]):
 
     def process(self, output: list[str]) -> bool:
         return output[-1].strip() == "yes"
+
+
+class GpuMemory(FactBase[int]):
+    """
+    Total memory of the host's NVIDIA GPUs in MiB, from ``nvidia-smi``; 0 without one.
+
+    .. code:: python
+
+        24564
+    """
+
+    def command(self) -> str:
+        return (
+            "nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits 2>/dev/null "
+            "|| true"
+        )
+
+    @staticmethod
+    def default() -> int:
+        return 0
+
+    def process(self, output: list[str]) -> int:
+        return sum(int(line.strip()) for line in output if line.strip().isdigit())

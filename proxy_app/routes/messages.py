@@ -14,7 +14,7 @@ from proxy_app.anthropic import CountTokensRequest, MessagesRequest, parse_body
 from proxy_app.auth import authenticate
 from proxy_app.deps import Services, ServicesDep
 from proxy_app.errors import ProxyError, RequestTooLargeError, UpstreamError, envelope
-from proxy_app.generation import Plan, plan, relay
+from proxy_app.generation import Plan, plan, prompt_limit, relay
 from proxy_app.sse import PING, format_event
 from proxy_app.streaming import AnthropicEventStream, Event, new_message_id, replay_events
 
@@ -50,7 +50,8 @@ async def create_message(request: Request, services: ServicesDep) -> Response:
         if hit is not None:
             hit.update(id=new_message_id(), model=body.model)
             return _answer(body.stream, hit, "HIT")
-    planned.measure(services.estimator, num_ctx=services.settings.num_ctx)
+    limit = prompt_limit(services.settings, planned.upstream_model, body.max_tokens)
+    planned.measure(services.counter, limit=limit)
     machine = planned.machine()
     if warm_only:
         machine.stop_reason = "max_tokens"
@@ -71,7 +72,7 @@ async def count_tokens(request: Request, services: ServicesDep) -> JSONResponse:
     authenticate(request, services.settings.api_keys)
     body = parse_body(await _read_body(request, services), CountTokensRequest)
     planned = await _plan(body, services)
-    return JSONResponse({"input_tokens": planned.measure(services.estimator)})
+    return JSONResponse({"input_tokens": planned.measure(services.counter)})
 
 
 async def _read_body(request: Request, services: Services) -> bytes:
@@ -160,7 +161,6 @@ async def _run(
             planned,
             machine,
             emit,
-            num_ctx=services.settings.num_ctx,
             stream=stream,
         )
     except ProxyError as exc:
@@ -168,8 +168,8 @@ async def _run(
         raise
     metrics.observe_tokens(planned.requested_model, machine.input_tokens, machine.output_tokens)
     metrics.recovered_tool_calls += machine.recovered_calls
-    if machine.prompt_eval_count:
-        services.estimator.observe(planned.raw_tokens, machine.prompt_eval_count)
+    if machine.prompt_eval_count and planned.counted is not None:
+        services.counter.observe(planned.upstream_model, planned.counted, machine.prompt_eval_count)
 
 
 async def _sse(

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from proxy_app.aliases import resolve_model
+from proxy_app.aliases import route_model
 from proxy_app.auth import authenticate
 from proxy_app.deps import ServicesDep
 from proxy_app.errors import InvalidRequestError, NotFoundError
@@ -53,12 +53,18 @@ async def list_models(request: Request, services: ServicesDep) -> JSONResponse:
 async def get_model(model_id: str, request: Request, services: ServicesDep) -> JSONResponse:
     authenticate(request, services.settings.api_keys)
     settings = services.settings
-    target = resolve_model(model_id, settings.default_model, settings.model_aliases)
+    target = await route_model(
+        model_id,
+        default=settings.default_model,
+        aliases=settings.model_aliases,
+        background=settings.background_model,
+        available=services.catalog.has,
+    )
     if await services.catalog.digest(target) is None:
         raise NotFoundError(
             f"model: '{model_id}' is not available; pull it with `ollama pull {target}`."
         )
-    return JSONResponse(_entry(model_id, target, EPOCH, settings.num_ctx))
+    return JSONResponse(_entry(model_id, target, EPOCH, settings.num_ctx_for(target)))
 
 
 async def _entries(services: ServicesDep) -> list[dict[str, Any]]:
@@ -66,9 +72,10 @@ async def _entries(services: ServicesDep) -> list[dict[str, Any]]:
     tags = await services.catalog.refresh()
     entries = []
     for aliased, target in settings.model_aliases.items():
-        entries.append(_entry(aliased, target, EPOCH, settings.num_ctx))
+        entries.append(_entry(aliased, target, EPOCH, settings.num_ctx_for(target)))
     for name, tag in tags.items():
-        entries.append(_entry(name, name, _rfc3339(tag.get("modified_at")), settings.num_ctx))
+        created = _rfc3339(tag.get("modified_at"))
+        entries.append(_entry(name, name, created, settings.num_ctx_for(name)))
     return entries
 
 

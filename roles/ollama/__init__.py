@@ -8,14 +8,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pyinfra import host
-from pyinfra.api import deploy
+from pyinfra.api import DeployError, deploy
 from pyinfra.facts.files import Directory
 from pyinfra.facts.server import Groups
 from pyinfra.operations import files, server
 
 from roles import ops, services
 from roles.base import install_packages
+from roles.facts import GpuMemory
 from roles.ollama.defaults import DEFAULTS
+from roles.ollama.profiles import fit_problem
 from roles.ollama.release import checked_release, install_release
 
 __all__ = ["deploy_ollama"]
@@ -35,6 +37,7 @@ def deploy_ollama(arch: str = "amd64") -> None:
         deploy_ollama(check_platform())
     """
     data = host.data
+    _check_gpu_fit()
     url, sha256 = checked_release(arch)
     binary = f"{data.ollama_prefix}/bin/ollama"
     install_packages(["zstd"], "Ollama")
@@ -63,6 +66,8 @@ def deploy_ollama(arch: str = "amd64") -> None:
         "OLLAMA_CONTEXT_LENGTH": str(data.ollama_context_length),
         "OLLAMA_KEEP_ALIVE": str(data.ollama_keep_alive),
         "OLLAMA_FLASH_ATTENTION": "1" if data.ollama_flash_attention else "0",
+        "OLLAMA_MAX_LOADED_MODELS": str(data.ollama_max_loaded_models),
+        "OLLAMA_NUM_PARALLEL": str(data.ollama_num_parallel),
         **{str(k): str(v) for k, v in data.ollama_extra_env.items()},
     }
     started = services.ensure_program(
@@ -112,6 +117,24 @@ def _pull_and_warm(binary: str, ollama_host: str, started: Callable[[], bool]) -
         ],
         _if=lambda: started() or any(pull.did_change() for pull in pulls),
     )
+
+
+def _check_gpu_fit() -> None:
+    """Refuse, with a sentence, models that cannot stay loaded together in this GPU's memory."""
+    data = host.data
+    vram_mib = host.get_fact(GpuMemory)
+    # No NVIDIA GPU (or no nvidia-smi, as on the sandbox): nothing to measure against.
+    if not vram_mib or not data.ollama_check_vram:
+        return
+    problem = fit_problem(
+        list(data.ollama_models),
+        int(data.ollama_context_length),
+        int(data.ollama_num_parallel),
+        int(data.ollama_max_loaded_models),
+        vram_mib,
+    )
+    if problem:
+        raise DeployError(f"{host.name}: {problem}")
 
 
 def _models_dir() -> str:

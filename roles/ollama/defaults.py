@@ -17,13 +17,20 @@ DEFAULTS = {
     "ollama_bind": "127.0.0.1",
     "ollama_port": 11434,
     # Models to pull (absent ones only); the first one is warmed up after a pull or restart.
-    "ollama_models": ["qwen2.5-coder:7b"],
+    # The second serves Claude Code's background calls (proxy_background_model).
+    "ollama_models": ["qwen2.5-coder:7b", "qwen2.5-coder:1.5b"],
     # Model store; "" = /workspace/ollama/models when /workspace exists, else <home>/models.
     "ollama_models_dir": "",
     # Server environment: context window, how long a model stays loaded, flash attention.
     "ollama_context_length": 32768,
     "ollama_keep_alive": "30m",
     "ollama_flash_attention": True,
+    # Models kept loaded at once, and slots (parallel requests, each num_ctx of KV cache) each;
+    # two models so background calls never evict the conversation's cache.
+    "ollama_max_loaded_models": 2,
+    "ollama_num_parallel": 1,
+    # Refuse models that cannot all stay in the GPU's memory (nvidia-smi; see profiles.py).
+    "ollama_check_vram": True,
     # More OLLAMA_* variables for the server, e.g. {"OLLAMA_NUM_PARALLEL": "2"}.
     "ollama_extra_env": {},
     # Seconds to wait for /api/version after a (re)start; seconds allowed for the warm-up.

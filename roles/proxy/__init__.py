@@ -113,6 +113,7 @@ def _configure(user: str) -> list[OperationMeta]:
         "PROXY_DEFAULT_MODEL": data.proxy_default_model,
         "PROXY_NUM_CTX": data.proxy_num_ctx,
         "PROXY_KEEP_ALIVE": data.proxy_keep_alive,
+        "PROXY_BACKGROUND_MODEL": data.proxy_background_model,
         "PROXY_REDIS_URL": redis_url,
         "PROXY_REDIS_CA_FILE": f"{ENV_DIR}/redis-ca.crt" if ca_file else "",
         **data.proxy_extra_env,

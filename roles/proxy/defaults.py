@@ -15,6 +15,8 @@ DEFAULTS = {
     "proxy_default_model": "qwen2.5-coder:7b",
     "proxy_num_ctx": 32768,
     "proxy_keep_alive": "30m",
+    # Model for Claude Code's Haiku-class background calls, used when Ollama has it ("" = off).
+    "proxy_background_model": "qwen2.5-coder:1.5b",
     # More PROXY_* settings for the env file, e.g. {"PROXY_CACHE_TTL": "3600"}.
     "proxy_extra_env": {},
     # Lines added to the systemd unit's [Service] section (escape hatch; systemd hosts only).

@@ -137,3 +137,32 @@ def test_external_redis_skips_the_redis_role(workdir: Path) -> None:
     names = [op["name"] for op in json.loads(run.stdout)["results"]["operations"]]
     assert not [name for name in names if name.startswith("Deploy Redis")]
     assert "Deploy proxy | Upload the Redis CA certificate" in names
+
+
+NVIDIA_SMI = (
+    "nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits 2>/dev/null || true"
+)
+
+
+def _with_gpu(mib: int) -> str:
+    responses = {
+        "cat /etc/os-release": ["ID=debian", 'VERSION_ID="12"'],
+        "uname -m": ["x86_64"],
+        "uname -s": ["Linux"],
+        "command -v useradd": ["/usr/sbin/useradd"],
+        NVIDIA_SMI: [str(mib)],
+    }
+    return f"fake_responses={json.dumps(responses)}"
+
+
+def test_models_that_cannot_fit_the_gpu_are_refused_with_a_sentence(workdir: Path) -> None:
+    """The default models (7b + 1.5b at 32768 tokens, 10.5 GB) on an 8 GB card."""
+    run = run_fake(workdir, "--limit", "@fake/containerhost", "--data", _with_gpu(8192))
+    assert run.returncode != 0
+    assert "need 10.5 GB of GPU memory together, but this GPU has 8.6 GB" in run.stderr
+    assert "use the 8 GB profile (qwen2.5-coder:7b with no background model" in run.stderr
+
+
+def test_models_that_fit_the_gpu_deploy(workdir: Path) -> None:
+    run = run_fake(workdir, "--limit", "@fake/containerhost", "--data", _with_gpu(24564))
+    assert run.returncode == 0, run.stderr[-3000:]

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from ollama_double.server import ERR_QUEUE_FULL, OllamaDouble, Reply
+from ollama_double.server import ERR_QUEUE_FULL, OllamaDouble, Reply, prompt_tokens_of
 from tests.claude_code.cli import run_claude
 from tests.conftest import API_KEY, LiveProxy
 
@@ -61,9 +61,21 @@ def test_tool_loop_writes_a_file(
 def test_overflow_makes_claude_code_compact_and_finish(
     make_proxy: Any, double: OllamaDouble, tmp_path: Path
 ) -> None:
-    """Two file reads overflow a 26k window: proxy_app's 400 "prompt is too long" makes Claude
-    Code compact (a summary request that fits), then carry on and print the answer."""
+    """Two file reads overflow a 26k window less the 4096-token answer reserve: proxy_app's
+    400 "prompt is too long" makes Claude Code compact (a summary request that fits), then
+    carry on and print the answer. Every count is exact: the prompts forwarded are the ones
+    Ollama (the double, same renderer and vocabulary) counts at or under the limit."""
     proxy = make_proxy(num_ctx=26000)
+    limit = 26000 - 4096
+    measured: list[tuple[bool, int]] = []  # (a /v1/messages request?, its tokens)
+    real_measure = proxy.services.counter.measure
+
+    def spy(model: str, profile: Any, payload: dict[str, Any]) -> Any:
+        result = real_measure(model, profile, payload)
+        measured.append(("num_predict" in payload["options"], result.tokens))
+        return result
+
+    proxy.services.counter.measure = spy
     reads = []
     for name, words in [("a.txt", "lorem ipsum dolor sit amet "), ("b.txt", "sed do eiusmod ")]:
         (tmp_path / name).write_text((words * 8 + "\n") * 500)
@@ -87,6 +99,12 @@ def test_overflow_makes_claude_code_compact_and_finish(
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Both files are filler text." in done.stdout
+    asked = [tokens for is_message, tokens in measured if is_message]
+    sent_bodies = double.chat_requests
+    forwarded = [prompt_tokens_of(b["model"], b["messages"], b["tools"]) for b in sent_bodies]
+    assert forwarded == [tokens for tokens in asked if tokens <= limit]
+    refused = [tokens for tokens in asked if tokens > limit]
+    assert refused and all(tokens <= 26000 for tokens in refused)  # it fit, but left no room
     statuses = proxy.app.state.metrics.requests
     assert statuses[("/v1/messages", 400)] >= 1  # the overflow was refused, never truncated
     sent = [json.dumps(body) for body in double.chat_requests]
@@ -104,3 +122,33 @@ def test_claude_code_retries_when_ollama_is_busy(
     assert "recovered after a retry" in done.stdout
     assert len(double.chat_requests) == 2
     assert proxy.app.state.metrics.upstream_errors["overloaded_error"] == 1
+
+
+@pytest.mark.parametrize("shape", ["well_formed", "no_function_close", "parameters_after_function"])
+def test_qwen3_coder_xml_calls_drive_a_write_and_bash_loop(
+    proxy: LiveProxy, double: OllamaDouble, tmp_path: Path, shape: str
+) -> None:
+    """qwen3-coder's calls arrive as XML-style text (Ollama's parser missed them): proxy_app
+    turns them into tool_use blocks, and Claude Code writes the file and runs the command."""
+    double.add_model("qwen3-coder:30b")
+    target, copy = tmp_path / "hello.txt", tmp_path / "copy.txt"
+    write = {"name": "Write", "arguments": {"file_path": str(target), "content": "from qwen3\n"}}
+    bash = {"name": "Bash", "arguments": {"command": f"cp {target} {copy}", "timeout": 60000}}
+    double.script(
+        Reply.qwen3_coder([write], text="Writing the file.\n", shape=shape),
+        Reply.qwen3_coder([bash], shape=shape),
+        Reply("Wrote hello.txt and copied it."),
+    )
+    done = run_claude(
+        "create hello.txt and copy it",
+        proxy.url,
+        API_KEY,
+        str(tmp_path),
+        extra_env={"ANTHROPIC_MODEL": "qwen3-coder:30b"},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert target.read_text() == "from qwen3\n"
+    assert copy.read_text() == "from qwen3\n"
+    assert "Wrote hello.txt and copied it." in done.stdout
+    follow_up = double.chat_requests[-1]["messages"]
+    assert [m["tool_name"] for m in follow_up if m["role"] == "tool"] == ["Write", "Bash"]

@@ -113,7 +113,7 @@ def test_sdk_raises_its_error_classes(proxy: LiveProxy, double: OllamaDouble) ->
 
 
 def test_prompt_over_the_context_is_400_prompt_too_long(make_proxy: Any) -> None:
-    proxy = make_proxy(num_ctx=1024)
+    proxy = make_proxy(num_ctx=1024, output_reserve=0)
     big = {**GOOD, "messages": [{"role": "user", "content": "word " * 4000}]}
     response = post(proxy, {**big, "stream": True})
     assert_envelope(response, 400, "invalid_request_error", "prompt is too long:", "> 1024 maximum")
@@ -122,7 +122,9 @@ def test_prompt_over_the_context_is_400_prompt_too_long(make_proxy: Any) -> None
 def test_ollama_overflow_is_400_too(proxy: LiveProxy, double: OllamaDouble) -> None:
     double.script(Reply.http_error(400, "the input length exceeds the context length"))
     response = post(proxy, GOOD)
-    assert_envelope(response, 400, "invalid_request_error", "prompt is too long:", "32768 maximum")
+    # the window less the room kept for the answer: max_tokens, here smaller than the reserve
+    limit = 32768 - GOOD["max_tokens"]
+    assert_envelope(response, 400, "invalid_request_error", "prompt is too long:", f"> {limit} max")
 
 
 def test_unreachable_ollama_is_529(make_proxy: Any, double: OllamaDouble) -> None:

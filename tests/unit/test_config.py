@@ -30,12 +30,23 @@ def test_lists_and_tables_from_the_environment(monkeypatch: pytest.MonkeyPatch) 
     assert settings.cache_enabled
 
 
+def test_each_model_may_have_its_own_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROXY_MODEL_NUM_CTX", "qwen2.5-coder:1.5b=16384, qwen3-coder=65536")
+    settings = Settings()
+    assert settings.num_ctx_for("qwen2.5-coder:1.5b") == 16384
+    assert settings.num_ctx_for("qwen3-coder:latest") == 65536  # an implicit :latest matches
+    assert settings.num_ctx_for("qwen2.5-coder:7b") == 32768  # PROXY_NUM_CTX for the rest
+
+
 @pytest.mark.parametrize(
     ("name", "value", "words"),
     [
         ("PROXY_MODEL_ALIASES", "haiku", "name=ollama-model"),
         ("PROXY_REDIS_URL", "http://x", "rediss://"),
         ("PROXY_CACHE_MODE", "sometimes", "all"),
+        ("PROXY_MODEL_NUM_CTX", "qwen2.5-coder:1.5b=lots", "ollama-model=tokens"),
+        ("PROXY_MODEL_NUM_CTX", "small:1b=2048", "PROXY_MODEL_NUM_CTX small:1b=2048"),
+        ("PROXY_OUTPUT_RESERVE", "40000", "PROXY_NUM_CTX=32768"),
     ],
 )
 def test_bad_values_name_the_fix(
