@@ -76,7 +76,13 @@ def message(stop_reason: Any = "end_turn", text: str = "print('hello world')") -
 def settings_for(server: RedisTLSServer | None, **overrides: Any) -> Settings:
     values: dict[str, Any] = {}
     if server is not None:
-        values = {"redis_url": server.url, "redis_ca_file": str(server.certs.ca_file)}
+        # A loaded machine can take longer than the 0.25 s default for a TLS handshake; these
+        # tests check behaviour, not latency (the timeout tests set their own).
+        values = {
+            "redis_url": server.url,
+            "redis_ca_file": str(server.certs.ca_file),
+            "redis_timeout": 2.0,
+        }
     values.update(overrides)
     return Settings(**values)
 
