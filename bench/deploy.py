@@ -68,6 +68,7 @@ def measure(size: int) -> dict[str, object]:
 
 def main() -> int:
     build_rootfs(log=lambda line: print(line, file=sys.stderr))
+    load_before = [round(x, 2) for x in os.getloadavg()]
     runs = []
     for size in SIZES:
         print(f"deploying a fresh fleet of {size} host(s)…", file=sys.stderr)
@@ -77,6 +78,8 @@ def main() -> int:
         "inventory": "inventories/local.py (sandbox fleet, cached rootfs)",
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": f"{os.cpu_count()} cores",
+        # other processes on the machine slow a deploy: the load before and after the runs
+        "load_average": [load_before, [round(x, 2) for x in os.getloadavg()]],
         "runs": runs,
     }
     OUT.write_text(json.dumps(result, indent=2) + "\n")
