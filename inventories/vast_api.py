@@ -12,6 +12,7 @@ Plain functions of their arguments (an environment mapping, API rows), except ``
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections import Counter
@@ -48,6 +49,38 @@ def api_key_files(env: Mapping[str, str]) -> list[Path]:
     # XDG: a relative value is invalid and ignored (so does the `xdg` package the SDK uses).
     config_dir = Path(xdg) if os.path.isabs(xdg) else home / ".config"
     return [config_dir / "vastai" / "vast_api_key", home / ".vast_api_key"]
+
+
+def label_of(env: Mapping[str, str]) -> str:
+    """The label that marks our instances: VAST_LABEL, default `llm-selfhost` (`*`: any)."""
+    return env.get("VAST_LABEL", "").strip() or DEFAULT_LABEL
+
+
+def deploy_data(env: Mapping[str, str]) -> dict[str, Any]:
+    """The JSON object in VAST_DATA_FILE (deploy data for every vast host), else {}.
+
+    For values that belong to where the hosts are, not to the project: e.g. an Ollama release
+    mirror (`ollama_download_url`, `ollama_sha256`), as the vast.ai double's sandbox hosts need.
+    """
+    name = env.get("VAST_DATA_FILE", "").strip()
+    if not name:
+        return {}
+    path = Path(_expand_user(name, env))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise VastInventoryError(
+            f"Cannot read VAST_DATA_FILE {path}: {exc.strerror}; unset it or point it at a JSON"
+            " file of deploy data."
+        ) from exc
+    except ValueError as exc:
+        raise VastInventoryError(f"VAST_DATA_FILE {path} is not valid JSON ({exc}).") from exc
+    if not isinstance(data, dict):
+        raise VastInventoryError(
+            f"VAST_DATA_FILE {path} holds a JSON {type(data).__name__}; it must be an object of"
+            ' deploy data, e.g. {"ollama_sha256": "…"}.'
+        )
+    return data
 
 
 def find_api_key(env: Mapping[str, str]) -> str | None:
@@ -236,10 +269,16 @@ def no_key_message(env: Mapping[str, str]) -> str:
 def build_hosts(env: Mapping[str, str], known_hosts: str) -> list[HostEntry]:
     """Return the `vast` group's hosts: VAST_HOSTS if set, else running instances from the API.
 
-    + env: environment (VAST_HOSTS, VAST_API_KEY, VAST_URL, VAST_LABEL, VAST_SSH_KEY, HOME, ...)
+    + env: environment (VAST_HOSTS, VAST_API_KEY, VAST_URL, VAST_LABEL, VAST_SSH_KEY,
+      VAST_DATA_FILE, HOME, ...)
     + known_hosts: path stored as every host's `ssh_known_hosts_file`
     Raises VastInventoryError rather than returning an empty list.
     """
+    extra = deploy_data(env)
+    return [(name, {**extra, **data}) for name, data in _hosts(env, known_hosts)]
+
+
+def _hosts(env: Mapping[str, str], known_hosts: str) -> list[HostEntry]:
     connection = connection_data(env, known_hosts)
     static = env.get("VAST_HOSTS", "").strip()
     if static:
@@ -249,13 +288,16 @@ def build_hosts(env: Mapping[str, str], known_hosts: str) -> list[HostEntry]:
     if api_key is None:
         raise VastInventoryError(no_key_message(env))
     rows = fetch_instances(api_key, env.get("VAST_URL") or None)
-    label = env.get("VAST_LABEL", "").strip() or None
+    label = label_of(env)
+    label = None if label == ANY_LABEL else label
     running = running_instances(rows, label)
     if not running:
         raise VastInventoryError(no_running_message(rows, label))
     return [instance_host(row, connection) for row in running]
 
 
+DEFAULT_LABEL = "llm-selfhost"  # what `python -m fleet up` labels its rentals
+ANY_LABEL = "*"  # VAST_LABEL=* : every running instance of the account
 DEFAULT_SERVER_URL = "https://console.vast.ai"
 DEFAULT_TIMEOUT = 30  # seconds per API request; the SDK's own default is 120
 DEFAULT_KNOWN_HOSTS = Path(__file__).resolve().parent.parent / "secrets" / "known_hosts"
