@@ -16,7 +16,6 @@ import json
 import os
 import re
 import shlex
-import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from sandbox import Fleet, Sandbox
 from sandbox.rootfs import build_rootfs, default_rootfs
 from sandbox.system import find_processes
 from sandbox.vast_hooks import SandboxHooks
-from tests.deployed import REPO
+from tests.deployed import REPO, require_sandbox
 from tests.fleet.conftest import load_offers
 from vast_double import Market, VastDouble
 
@@ -77,11 +76,7 @@ def output(done: subprocess.CompletedProcess[str]) -> str:
 
 @pytest.fixture(scope="module")
 def vast(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VastFleet]:
-    if os.geteuid() != 0:
-        pytest.skip("the sandbox needs root (debootstrap, namespaces, mounts)")
-    missing = [t for t in ("debootstrap", "slirp4netns", "zstd") if shutil.which(t) is None]
-    if missing:
-        pytest.skip(f"{', '.join(missing)} not installed (make apt)")
+    require_sandbox("zstd")
     build_rootfs()
     home = tmp_path_factory.mktemp("home")
     user_key = home / "id_vast"

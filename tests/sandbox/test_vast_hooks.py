@@ -9,8 +9,6 @@ state or release server behind.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +21,7 @@ from sandbox.release import read_release
 from sandbox.rootfs import build_rootfs, default_rootfs
 from sandbox.system import find_processes, mounts_under, pid_namespace, pids_in_namespace
 from sandbox.vast_hooks import SandboxHooks
+from tests.deployed import require_sandbox
 from tests.fleet.conftest import load_offers
 from vast_double import Market, VastDouble
 
@@ -41,11 +40,7 @@ def user_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def hooks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxHooks]:
-    if os.geteuid() != 0:
-        pytest.skip("the sandbox needs root (debootstrap, namespaces, mounts)")
-    missing = [t for t in ("debootstrap", "slirp4netns") if shutil.which(t) is None]
-    if missing:
-        pytest.skip(f"{', '.join(missing)} not installed (make apt)")
+    require_sandbox()
     build_rootfs()
     fleet = Fleet(tmp_path_factory.mktemp("fleet"), rootfs=default_rootfs(),
                   data_root=tmp_path_factory.mktemp("layers"), base_port=0)
