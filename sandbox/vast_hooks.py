@@ -28,6 +28,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from vast_double.market import ApiError
+
+from .errors import SandboxError
 from .fleet import PREFIX, Fleet, default_fleet_dir
 from .host import Sandbox
 from .release import read_release
@@ -64,9 +67,13 @@ class SandboxHooks:
         box = self.host(row)
         box.state_dir.mkdir(parents=True, exist_ok=True)
         box.authorized_keys_path.write_text("".join(f"{key.strip()}\n" for key in ssh_keys))
-        if row.get("onstart"):
-            box.seed("/root/onstart.sh", f"{row['onstart']}\n", mode=0o755)
-        self.fleet.add(box.name, log=_quiet)
+        try:
+            if row.get("onstart"):
+                box.seed("/root/onstart.sh", f"{row['onstart']}\n", mode=0o755)
+            self.fleet.add(box.name, log=_quiet)
+        except SandboxError as exc:
+            self.fleet.remove(box.name)  # nothing was rented
+            raise _failed(row, "boot", exc) from exc
         self._write_data()
         return _endpoint(box)
 
@@ -75,7 +82,10 @@ class SandboxHooks:
         return {"ports": {}}
 
     def on_start(self, row: Mapping[str, Any]) -> Mapping[str, Any]:
-        box = self.host(row).up(log=_quiet)
+        try:
+            box = self.host(row).up(log=_quiet)
+        except SandboxError as exc:
+            raise _failed(row, "start", exc) from exc
         return _endpoint(box)
 
     def on_destroy(self, row: Mapping[str, Any]) -> None:
@@ -91,6 +101,12 @@ class SandboxHooks:
             "ollama_sha256": release["sha256"],
         }
         self.data_file.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def _failed(row: Mapping[str, Any], what: str, exc: SandboxError) -> ApiError:
+    """The API's answer when the host behind an instance fails: a 500 naming the reason."""
+    return ApiError(500, "host_failed", f"The sandbox host of instance {row['id']} did not"
+                                        f" {what}: {exc}")
 
 
 def _endpoint(box: Sandbox) -> dict[str, Any]:

@@ -121,3 +121,15 @@ def test_an_instance_is_a_sandbox_host_for_its_whole_life(
     assert mounts_under(box.data_dir) == []
     assert not box.data_dir.exists() and not box.state_dir.exists()
     assert hooks.fleet.names() == []
+
+
+def test_the_default_fleet_is_one_of_its_own(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`python -m vast_double --hooks sandbox.vast_hooks:SandboxHooks` builds it with no
+    arguments: never the `make deploy` fleet, any free SSH ports (instance ids as names)."""
+    monkeypatch.setenv("SANDBOX_STATE_DIR", str(tmp_path))
+    hooks = SandboxHooks()
+    assert (hooks.fleet.root, hooks.fleet.base_port) == (tmp_path / "vast", 0)
+    assert hooks.data_file == tmp_path / "vast" / "vast_data.json"
+    assert hooks.host({"id": 7000001}).name == "sandbox-7000001"
