@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from roles.services import ONSTART_COMMAND
 from sandbox import Fleet, Sandbox
 from sandbox.rootfs import build_rootfs, default_rootfs
 from sandbox.system import find_processes
@@ -111,6 +112,10 @@ def test_make_up_rents_waits_deploys_checks_and_prints_the_tunnels(vast: VastFle
         assert f"instance {row['id']}: ready (running, SSH answers)" in text
         assert box.is_running() and row["ssh_port"] == box.ssh_port
     assert re.search(r"^\d+ passed", done.stdout, re.M), text[-3000:]  # the host checks
+    for row in rows:
+        # vast wrote the instance's onstart there; the deploy found its line and added none
+        onstart = vast.ssh(row, "cat /root/onstart.sh").stdout
+        assert onstart.splitlines() == [ONSTART_COMMAND]
     for offset, row in enumerate(rows):
         local = 8001 + offset
         assert f"## vast-{row['id']}\n" in done.stdout
