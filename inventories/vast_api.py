@@ -16,7 +16,7 @@ import json
 import os
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +109,8 @@ def fetch_instances(api_key: str, server_url: str | None = None) -> list[dict[st
     sdk.client.timeout = DEFAULT_TIMEOUT
     where = server_url or DEFAULT_SERVER_URL
     try:
-        return sdk.show_instances()
+        rows: list[dict[str, Any]] = sdk.show_instances()
+        return rows
     except requests.HTTPError as exc:
         status = exc.response.status_code if exc.response is not None else "?"
         hint = " check VAST_API_KEY or the key file;" if status in (401, 403) else ""
@@ -240,7 +241,7 @@ def connection_data(env: Mapping[str, str], known_hosts: str) -> dict[str, Any]:
     return data
 
 
-def no_running_message(rows: list[Mapping[str, Any]], label: str | None) -> str:
+def no_running_message(rows: Sequence[Mapping[str, Any]], label: str | None) -> str:
     """Explain an empty inventory: which label was looked for and which statuses exist."""
     if label:
         rows = [row for row in rows if (row.get("label") or "").strip() == label]
@@ -288,8 +289,9 @@ def _hosts(env: Mapping[str, str], known_hosts: str) -> list[HostEntry]:
     if api_key is None:
         raise VastInventoryError(no_key_message(env))
     rows = fetch_instances(api_key, env.get("VAST_URL") or None)
-    label = label_of(env)
-    label = None if label == ANY_LABEL else label
+    label: str | None = label_of(env)
+    if label == ANY_LABEL:
+        label = None
     running = running_instances(rows, label)
     if not running:
         raise VastInventoryError(no_running_message(rows, label))
