@@ -106,8 +106,8 @@ def main(argv: Sequence[str] | None = None, steps: Steps | None = None) -> int:
     args = _parser().parse_args(argv)
     steps = steps or Steps()
     env = dict(os.environ)
-    label = label_of(env)
     try:
+        label = label_of(env)
         sdk = connect(env)
         if args.command == "up":
             options = UpOptions(

@@ -1,7 +1,8 @@
 """`fleet start`: give the stopped labelled instances their GPUs back, without a deploy.
 
-The services come back by themselves (the on-start hook, fleet/onstart.py); this command waits
-for each instance to run and answer SSH, runs the host checks and prints each host's health.
+The services come back by themselves (the on-start hook: roles/services.py ONSTART_COMMAND);
+this command waits for each instance to run and answer SSH, runs the host checks and prints each
+host's health.
 """
 
 from __future__ import annotations

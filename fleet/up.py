@@ -17,10 +17,10 @@ from vastai import VastAI
 from fleet.account import check_credit, check_ssh_key
 from fleet.errors import ApiError, FleetError
 from fleet.offers import Offer, Wanted, describe, search, why_none
-from fleet.onstart import ONSTART_COMMAND
 from fleet.steps import Steps
 from fleet.vast import Row, call, host_name, labelled, state
 from fleet.wait import wait_ready
+from roles.services import ONSTART_COMMAND
 
 
 @dataclass

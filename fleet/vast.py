@@ -17,20 +17,29 @@ from vastai import VastAI
 
 from fleet.errors import ApiError, FleetError
 from inventories.vast_api import (
+    ANY_LABEL,
+    DEFAULT_LABEL,
     DEFAULT_SERVER_URL,
     DEFAULT_TIMEOUT,
     VastInventoryError,
     api_key_files,
     find_api_key,
 )
+from inventories.vast_api import label_of as inventory_label
 
 T = TypeVar("T")
 Row = dict[str, Any]
 
 
 def label_of(env: Mapping[str, str]) -> str:
-    """The label that marks our instances: VAST_LABEL, default `llm-selfhost`."""
-    return env.get("VAST_LABEL", "").strip() or DEFAULT_LABEL
+    """The label that marks our instances: VAST_LABEL, default `llm-selfhost` (never `*`)."""
+    label = inventory_label(env)
+    if label == ANY_LABEL:
+        raise FleetError(
+            "VAST_LABEL=* selects every instance for the inventory only; the fleet commands"
+            f" rent, stop and destroy by label: unset it (default {DEFAULT_LABEL}) or name one."
+        )
+    return label
 
 
 def connect(env: Mapping[str, str]) -> VastAI:
@@ -111,5 +120,3 @@ def host_name(row: Mapping[str, Any]) -> str:
     """The inventory name inventories/vast.py gives this instance."""
     return f"vast-{row['id']}"
 
-
-DEFAULT_LABEL = "llm-selfhost"

@@ -12,10 +12,11 @@ Plain functions of their arguments (an environment mapping, API rows), except ``
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,38 @@ def api_key_files(env: Mapping[str, str]) -> list[Path]:
     return [config_dir / "vastai" / "vast_api_key", home / ".vast_api_key"]
 
 
+def label_of(env: Mapping[str, str]) -> str:
+    """The label that marks our instances: VAST_LABEL, default `llm-selfhost` (`*`: any)."""
+    return env.get("VAST_LABEL", "").strip() or DEFAULT_LABEL
+
+
+def deploy_data(env: Mapping[str, str]) -> dict[str, Any]:
+    """The JSON object in VAST_DATA_FILE (deploy data for every vast host), else {}.
+
+    For values that belong to where the hosts are, not to the project: e.g. an Ollama release
+    mirror (`ollama_download_url`, `ollama_sha256`), as the vast.ai double's sandbox hosts need.
+    """
+    name = env.get("VAST_DATA_FILE", "").strip()
+    if not name:
+        return {}
+    path = Path(_expand_user(name, env))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise VastInventoryError(
+            f"Cannot read VAST_DATA_FILE {path}: {exc.strerror}; unset it or point it at a JSON"
+            " file of deploy data."
+        ) from exc
+    except ValueError as exc:
+        raise VastInventoryError(f"VAST_DATA_FILE {path} is not valid JSON ({exc}).") from exc
+    if not isinstance(data, dict):
+        raise VastInventoryError(
+            f"VAST_DATA_FILE {path} holds a JSON {type(data).__name__}; it must be an object of"
+            ' deploy data, e.g. {"ollama_sha256": "…"}.'
+        )
+    return data
+
+
 def find_api_key(env: Mapping[str, str]) -> str | None:
     """Return the API key from VAST_API_KEY, the XDG config file or ~/.vast_api_key, else None."""
     key = env.get("VAST_API_KEY", "").strip()
@@ -76,7 +109,8 @@ def fetch_instances(api_key: str, server_url: str | None = None) -> list[dict[st
     sdk.client.timeout = DEFAULT_TIMEOUT
     where = server_url or DEFAULT_SERVER_URL
     try:
-        return sdk.show_instances()
+        rows: list[dict[str, Any]] = sdk.show_instances()
+        return rows
     except requests.HTTPError as exc:
         status = exc.response.status_code if exc.response is not None else "?"
         hint = " check VAST_API_KEY or the key file;" if status in (401, 403) else ""
@@ -207,7 +241,7 @@ def connection_data(env: Mapping[str, str], known_hosts: str) -> dict[str, Any]:
     return data
 
 
-def no_running_message(rows: list[Mapping[str, Any]], label: str | None) -> str:
+def no_running_message(rows: Sequence[Mapping[str, Any]], label: str | None) -> str:
     """Explain an empty inventory: which label was looked for and which statuses exist."""
     if label:
         rows = [row for row in rows if (row.get("label") or "").strip() == label]
@@ -236,10 +270,16 @@ def no_key_message(env: Mapping[str, str]) -> str:
 def build_hosts(env: Mapping[str, str], known_hosts: str) -> list[HostEntry]:
     """Return the `vast` group's hosts: VAST_HOSTS if set, else running instances from the API.
 
-    + env: environment (VAST_HOSTS, VAST_API_KEY, VAST_URL, VAST_LABEL, VAST_SSH_KEY, HOME, ...)
+    + env: environment (VAST_HOSTS, VAST_API_KEY, VAST_URL, VAST_LABEL, VAST_SSH_KEY,
+      VAST_DATA_FILE, HOME, ...)
     + known_hosts: path stored as every host's `ssh_known_hosts_file`
     Raises VastInventoryError rather than returning an empty list.
     """
+    extra = deploy_data(env)
+    return [(name, {**extra, **data}) for name, data in _hosts(env, known_hosts)]
+
+
+def _hosts(env: Mapping[str, str], known_hosts: str) -> list[HostEntry]:
     connection = connection_data(env, known_hosts)
     static = env.get("VAST_HOSTS", "").strip()
     if static:
@@ -249,13 +289,17 @@ def build_hosts(env: Mapping[str, str], known_hosts: str) -> list[HostEntry]:
     if api_key is None:
         raise VastInventoryError(no_key_message(env))
     rows = fetch_instances(api_key, env.get("VAST_URL") or None)
-    label = env.get("VAST_LABEL", "").strip() or None
+    label: str | None = label_of(env)
+    if label == ANY_LABEL:
+        label = None
     running = running_instances(rows, label)
     if not running:
         raise VastInventoryError(no_running_message(rows, label))
     return [instance_host(row, connection) for row in running]
 
 
+DEFAULT_LABEL = "llm-selfhost"  # what `python -m fleet up` labels its rentals
+ANY_LABEL = "*"  # VAST_LABEL=* : every running instance of the account
 DEFAULT_SERVER_URL = "https://console.vast.ai"
 DEFAULT_TIMEOUT = 30  # seconds per API request; the SDK's own default is 120
 DEFAULT_KNOWN_HOSTS = Path(__file__).resolve().parent.parent / "secrets" / "known_hosts"

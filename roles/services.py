@@ -32,6 +32,10 @@ SUPERVISOR_LOG_DIR = "/var/log/supervisor"
 # vast.ai writes the instance's on-start commands here and runs the file on every start.
 VAST_ONSTART = "/root/onstart.sh"
 ONSTART_HOOK = "/opt/llm-selfhost/onstart.sh"
+# The line /root/onstart.sh runs the hook with: `fleet up` rents every instance with it as its
+# `onstart`, and the deploy appends it to hosts that lack it. Before the first deploy it does
+# nothing. (No regex characters: files.line matches it as a pattern.)
+ONSTART_COMMAND = f"test ! -f {ONSTART_HOOK} || sh {ONSTART_HOOK}"
 # vast's base images start supervisord from this boot script themselves.
 VAST_SUPERVISOR_LAUNCH = "/etc/vast_boot.d/65-supervisor-launch.sh"
 TEMPLATES = Path(__file__).with_name("templates")
@@ -71,7 +75,7 @@ def ensure_manager() -> None:
     files.line(
         name=f"Run the on-start hook from {VAST_ONSTART}",
         path=VAST_ONSTART,
-        line=f"sh {ONSTART_HOOK}",
+        line=ONSTART_COMMAND,
     )
     _SUPERVISORD_STARTS[host.name] = ops.supervisord_running(
         name="Start supervisord if it is not running", hook=ONSTART_HOOK

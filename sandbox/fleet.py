@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -151,12 +152,33 @@ class Fleet:
                     log(f"Stopping {name} to boot it as a {kind} host")
                     old.down()
             release.ensure_running(self.root)
-            fleet = {"hosts": list(wanted), "kinds": list(wanted.values())}
-            (self.root / FLEET_FILE).write_text(json.dumps(fleet, indent=2) + "\n")
+            self._record(wanted)
         hosts = [self.host(name) for name in wanted]
         with ThreadPoolExecutor(max_workers=len(hosts)) as pool:
             list(pool.map(lambda box: box.up(log=log), hosts))
         return hosts
+
+    def add(self, name: str, *, log=print) -> Sandbox:
+        """Start one container host called ``name`` and list it in the fleet, the others left
+        as they are (the vast.ai double's rentals come one at a time); the release server
+        starts with it."""
+        build_rootfs(self._rootfs("container"), log=log)
+        with lock(self.root / "fleet.lock"):
+            release.ensure_running(self.root)
+            self._record({**self._recorded(), name: "container"})
+        return self.host(name).up(log=log)
+
+    def remove(self, name: str) -> None:
+        """Destroy one host (its processes, container layer and state) and drop it from the
+        fleet; the release server stops with the last host."""
+        box = self.host(name)
+        box.destroy()
+        shutil.rmtree(box.state_dir, ignore_errors=True)
+        with lock(self.root / "fleet.lock"):
+            left = {other: kind for other, kind in self._recorded().items() if other != name}
+            self._record(left)
+            if not left:
+                release.stop(self.root)
 
     def restart(self, name: str, *, log=print) -> Sandbox:
         """Kill every process of one host and boot it again (its disk stays)."""
@@ -186,6 +208,12 @@ class Fleet:
     def status(self) -> list[tuple[str, str]]:
         """Return (name, status) for each host of the fleet."""
         return [(box.name, box.status()) for box in self.hosts()]
+
+    def _record(self, hosts: dict[str, str]) -> None:
+        """Write fleet.json: the hosts (name -> kind), in order."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        fleet = {"hosts": list(hosts), "kinds": list(hosts.values())}
+        (self.root / FLEET_FILE).write_text(json.dumps(fleet, indent=2) + "\n")
 
     def _known(self) -> list[str]:
         """Every host with a state directory here, in the fleet or left over from a bigger one."""

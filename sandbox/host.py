@@ -106,6 +106,8 @@ class Sandbox:
         self._default_port = default_port
 
     ssh_key_path = property(lambda self: self.state_dir / "id_ed25519")
+    # Public keys root accepts besides the host's own (vast.ai's account keys), one a line.
+    authorized_keys_path = property(lambda self: self.state_dir / "authorized_keys")
     known_hosts_path = property(lambda self: self.state_dir / "known_hosts")
     ssh_config_path = property(lambda self: self.state_dir / "ssh_config")
     pid_path = property(lambda self: self.state_dir / "unshare.pid")
@@ -187,6 +189,27 @@ class Sandbox:
             self._stop()
             unmount_under(self.data_dir)
             shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def seed(self, path: str, text: str, mode: int = 0o644) -> None:
+        """Write a file into the container layer before the host's first boot.
+
+        What a container platform does to a new container (vast.ai writes the instance's
+        `onstart` commands to /root/onstart.sh); refused once the host has booted, because an
+        overlay's upper layer must not change under a mounted overlay.
+        + path: absolute path inside the host
+        """
+        if self.is_running() or (self.data_dir / "rootfs.json").exists():
+            raise SandboxError(f"{self.name} has booted already; seed files before its first up.")
+        upper = self.data_dir / "upper"
+        target = upper / path.lstrip("/")
+        for folder in reversed(target.relative_to(upper).parents[:-1]):
+            # Each new folder takes the mode of the one it covers in the rootfs (/root is 0700).
+            below = self.rootfs / folder
+            mode_below = below.stat().st_mode & 0o7777 if below.is_dir() else 0o755
+            (upper / folder).mkdir(mode=mode_below, parents=True, exist_ok=True)
+            (upper / folder).chmod(mode_below)
+        target.write_text(text)
+        target.chmod(mode)
 
     def run(
         self, command: str, *, check: bool = True, timeout: float = 600

@@ -15,6 +15,10 @@ mkdir -p /run/systemd/nspawn
 mount -t tmpfs -o mode=755 tmpfs /run/systemd/nspawn
 install -d -m 700 "$merged/root/.ssh"
 install -m 600 "$state/id_ed25519.pub" "$merged/root/.ssh/authorized_keys"
+# More keys root accepts (Sandbox.authorized_keys_path), as on container hosts.
+if [ -f "$state/authorized_keys" ]; then
+    cat "$state/authorized_keys" >> "$merged/root/.ssh/authorized_keys"
+fi
 exec env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     systemd-nspawn --boot --quiet --register=no --keep-unit --console=passive --link-journal=no \
     --timezone=off --resolv-conf=off --private-network \

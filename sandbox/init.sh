@@ -41,6 +41,10 @@ for name in resolv.conf hostname hosts; do
 done
 install -d -m 700 "$merged/root/.ssh"
 install -m 600 "$state/id_ed25519.pub" "$merged/root/.ssh/authorized_keys"
+# More keys root accepts, as vast.ai adds the account's registered keys (sandbox/vast_hooks.py).
+if [ -f "$state/authorized_keys" ]; then
+    cat "$state/authorized_keys" >> "$merged/root/.ssh/authorized_keys"
+fi
 install -d -m 755 "$merged/run/sshd"
 cat "$state/hostname" > /proc/sys/kernel/hostname
 

@@ -105,15 +105,20 @@ class Restart:
     after: dict[str, str]
 
 
+def require_sandbox(*tools: str) -> None:
+    """Skip unless this machine can run sandbox hosts: root, debootstrap, slirp4netns, `tools`."""
+    if os.geteuid() != 0:
+        pytest.skip("the sandbox fleet needs root (debootstrap, namespaces, mounts)")
+    wanted = ("debootstrap", "slirp4netns", *tools)
+    missing = [tool for tool in wanted if shutil.which(tool) is None]
+    if missing:
+        pytest.skip(f"the sandbox fleet needs {', '.join(missing)} (make apt installs them)")
+
+
 @pytest.fixture(scope="session")
 def deployed_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DeployedFleet]:
     """A two-host sandbox fleet of the tests' own, deployed once."""
-    if os.geteuid() != 0:
-        pytest.skip("the sandbox fleet needs root (debootstrap, namespaces, mounts)")
-    tools = ("debootstrap", "slirp4netns", "zstd", "systemd-nspawn")
-    missing = [t for t in tools if shutil.which(t) is None]
-    if missing:
-        pytest.skip(f"the sandbox fleet needs {', '.join(missing)} (make apt installs them)")
+    require_sandbox("zstd", "systemd-nspawn")
     root = tmp_path_factory.mktemp("fleet")
     fleet = Fleet(root, data_root=tmp_path_factory.mktemp("layers"), base_port=0)
     env = {

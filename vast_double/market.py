@@ -7,7 +7,9 @@ are exercised without timed tests.
 
 What a rented instance *is* lives in ``hooks``: ``on_create``/``on_start`` return the fields that
 say how to reach it (``ssh_host``, ``ssh_port``, ``public_ipaddr``, ``ports``), ``on_stop`` and
-``on_destroy`` let a real host (a sandbox container) follow the API's state.
+``on_destroy`` let a real host (a sandbox container, ``sandbox/vast_hooks.py``) follow the API's
+state. ``on_create`` also gets the account's registered SSH keys, which vast.ai puts into every
+new instance's authorized_keys.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ Row = dict[str, Any]
 class InstanceHooks(Protocol):
     """What happens to a real host when the API creates, stops, starts or destroys it."""
 
-    def on_create(self, row: Mapping[str, Any]) -> Mapping[str, Any]:
-        """Return fields merged into the new row: its SSH endpoint, at least."""
+    def on_create(self, row: Mapping[str, Any], ssh_keys: Sequence[str]) -> Mapping[str, Any]:
+        """Return fields merged into the new row: its SSH endpoint, at least. `ssh_keys` are
+        the account's public keys, the ones the new instance lets in."""
         ...
 
     def on_stop(self, row: Mapping[str, Any]) -> Mapping[str, Any]: ...
@@ -39,7 +42,7 @@ class InstanceHooks(Protocol):
 class StaticHooks:
     """No real host: each instance gets a made-up proxy endpoint `sshN.vast.example:<port>`."""
 
-    def on_create(self, row: Mapping[str, Any]) -> Mapping[str, Any]:
+    def on_create(self, row: Mapping[str, Any], _ssh_keys: Sequence[str]) -> Mapping[str, Any]:
         idx = row["id"] % 10
         return {"ssh_host": f"ssh{idx}.vast.example", "ssh_port": 20000 + row["id"] % 10000}
 
@@ -158,7 +161,7 @@ class Market:
         row = self._new_row(self.next_id, priced, body, disk)
         self.next_id += 1
         offer["rented"] = True
-        row.update(self.hooks.on_create(row))
+        row.update(self.hooks.on_create(row, list(self.ssh_keys)))
         self.instances.append(row)
         return {"success": True, "new_contract": row["id"]}
 

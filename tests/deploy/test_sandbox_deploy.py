@@ -17,6 +17,7 @@ import time
 
 import pytest
 
+from roles.services import ONSTART_COMMAND
 from sandbox.system import cmdline, pid_namespace, pids_in_namespace
 from tests.deployed import FLEET_HOSTS, HEALTHY_WITHIN, KIND, DeployedFleet, Restart, Run
 
@@ -83,7 +84,7 @@ def test_programs_run_under_supervisor(deployed_fleet: DeployedFleet, name: str)
 @pytest.mark.parametrize("name", CONTAINERS)
 def test_onstart_hook_is_registered(deployed_fleet: DeployedFleet, name: str) -> None:
     onstart = deployed_fleet.ssh(name, "cat /root/onstart.sh").stdout
-    assert "sh /opt/llm-selfhost/onstart.sh" in onstart.splitlines()
+    assert ONSTART_COMMAND in onstart.splitlines()
 
 
 @pytest.mark.parametrize("name", FLEET_HOSTS)

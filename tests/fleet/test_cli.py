@@ -79,3 +79,10 @@ def test_make_up_with_no_matching_offer(vast: VastDouble, env: dict[str, str]) -
     assert done.returncode != 0
     assert "No vast.ai offer matched: the filter GPU H100 excluded the most offers" in done.stderr
     assert vast.requests("PUT") == []
+
+
+def test_the_any_label_is_refused(vast: VastDouble, env: dict[str, str]) -> None:
+    done = run("down", "--yes", env={**env, "VAST_LABEL": "*"})
+    assert done.returncode == 2
+    assert done.stderr.startswith("VAST_LABEL=* selects every instance for the inventory only;")
+    assert vast.requests() == []

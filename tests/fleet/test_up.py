@@ -7,8 +7,8 @@ from vastai import VastAI
 
 from fleet.errors import FleetError
 from fleet.offers import Wanted
-from fleet.onstart import ONSTART_COMMAND
 from fleet.up import UpOptions, up
+from roles.services import ONSTART_COMMAND
 from tests.fleet.conftest import Recorder
 from vast_double import VastDouble
 from vast_double.market import ApiError

@@ -5,7 +5,9 @@ Three ways to pick the hosts:
 - ``pytest tests/infra --inventory inventories/vast.py``: every host of that inventory, reached
   over ssh with a generated ssh_config (endpoint, key, project known_hosts from the host data);
   expected values are the host's data (group_data/ applied) over the roles' defaults. If the
-  inventory cannot be loaded, every check fails with pyinfra's reason.
+  inventory cannot be loaded, every check fails with pyinfra's reason. ``--limit NAME``
+  (repeatable, like pyinfra's) checks exactly those hosts of it (`make up` uses it; `-k` would
+  match vast-1 in vast-10 too).
 - ``pytest tests/infra --hosts=ssh://sandbox --ssh-config=.sandbox/ssh_config``: testinfra's own
   host selection; expected values are the roles' defaults with group_data/all.py.
 - neither (the full suite): the tests' own two-host sandbox fleet, deployed once per session,
@@ -42,6 +44,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="PATH",
         help="pyinfra inventory whose hosts tests/infra checks (e.g. inventories/local.py); "
         "default: the sandbox, deployed for the session",
+    )
+    parser.addoption(
+        "--limit",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="with --inventory: check only this host of it, by its exact name (repeatable)",
     )
 
 
@@ -95,6 +104,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     elif config.getoption("inventory"):
         loaded = _loaded_inventory(config)
         params = ["<inventory>"] if isinstance(loaded, TunnelError) else [h["name"] for h in loaded]
+        limit = config.getoption("limit")
+        if limit and not isinstance(loaded, TunnelError):
+            params = list(dict.fromkeys(limit))  # a name missing from it fails in infra_host
         ids = [str(p) for p in params]
     else:
         params = ids = list(FLEET_HOSTS)
@@ -172,6 +184,12 @@ def infra_host(request: pytest.FixtureRequest, infra_target: Target) -> InfraHos
     if isinstance(request.param, Host):
         return InfraHost(None, request.param, _plain_data())
     name = request.param
+    if name not in infra_target.hosts:
+        pytest.fail(
+            f"--limit {name}: no such host in the inventory {infra_target.inventory} (it has"
+            f" {', '.join(infra_target.hosts) or 'none'}).",
+            pytrace=False,
+        )
     host = testinfra.get_host(f"ssh://{name}", ssh_config=str(infra_target.ssh_config))
     return InfraHost(name, host, infra_target.hosts[name])
 

@@ -30,6 +30,7 @@ from sandbox.system import (
     pid_namespace,
     pids_in_namespace,
 )
+from tests.deployed import require_sandbox
 
 pytestmark = pytest.mark.sandbox
 PYINFRA = Path(sys.executable).with_name("pyinfra")
@@ -38,11 +39,7 @@ MARKER_PORT = 8000
 
 @pytest.fixture(scope="module")
 def rootfs() -> Path:
-    if os.geteuid() != 0:
-        pytest.skip("the sandbox needs root (debootstrap, namespaces, mounts)")
-    missing = [t for t in ("debootstrap", "slirp4netns") if shutil.which(t) is None]
-    if missing:
-        pytest.skip(f"{', '.join(missing)} not installed (make apt)")
+    require_sandbox()
     build_rootfs()
     return default_rootfs()
 

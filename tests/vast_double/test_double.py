@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from tests.fleet.conftest import load_offers
 from vast_double import Market, VastDouble
 
 KEY = "double-key"
+PUBLIC = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDoubleDoubleDoubleDoubleDoubleDoubleDouble me@laptop"
 ROOT = Path(__file__).resolve().parents[2]
 OFFERS = ROOT / "tests" / "fixtures" / "vast" / "offers.json"
 
@@ -26,8 +27,8 @@ class RecordingHooks:
     def __init__(self) -> None:
         self.calls: list[tuple[str, int, Any]] = []
 
-    def on_create(self, row: Mapping[str, Any]) -> Mapping[str, Any]:
-        self.calls.append(("create", row["id"], row["label"]))
+    def on_create(self, row: Mapping[str, Any], ssh_keys: Sequence[str]) -> Mapping[str, Any]:
+        self.calls.append(("create", row["id"], (row["label"], list(ssh_keys))))
         return {
             "public_ipaddr": "127.0.0.1",
             "ports": {"22/tcp": [{"HostIp": "127.0.0.1", "HostPort": "2201"}]},
@@ -52,7 +53,7 @@ def hooks() -> RecordingHooks:
 
 @pytest.fixture
 def api(hooks: RecordingHooks) -> Iterator[VastAI]:
-    market = Market(offers=load_offers(), hooks=hooks, clock=lambda: 1000.0)
+    market = Market(offers=load_offers(), hooks=hooks, clock=lambda: 1000.0, ssh_keys=[PUBLIC])
     with VastDouble(market, api_key=KEY, page_size=1) as double:
         yield VastAI(api_key=KEY, server_url=double.url)
 
@@ -98,8 +99,8 @@ def test_instance_life_and_hooks(api: VastAI, hooks: RecordingHooks) -> None:
     api.destroy_instance(7000001)
     assert [(r["id"], r["label"]) for r in api.show_instances()] == [(7000002, "renamed")]
     assert hooks.calls == [
-        ("create", 7000001, "a"),
-        ("create", 7000002, "b"),
+        ("create", 7000001, ("a", [PUBLIC])),
+        ("create", 7000002, ("b", [PUBLIC])),
         ("stop", 7000001, "stopped"),
         ("start", 7000001, "loading"),
         ("destroy", 7000001, None),
@@ -117,7 +118,7 @@ def test_a_rented_offer_leaves_the_search_and_cannot_be_rented_again(api: VastAI
 def test_account_endpoints(api: VastAI) -> None:
     assert api.show_user()["credit"] == 25.0
     api.create_ssh_key("ssh-ed25519 AAAA me")
-    assert [k["public_key"] for k in api.show_ssh_keys()] == ["ssh-ed25519 AAAA me"]
+    assert [k["public_key"] for k in api.show_ssh_keys()] == [PUBLIC, "ssh-ed25519 AAAA me"]
 
 
 def test_the_double_as_its_own_process(tmp_path: Path) -> None:
