@@ -132,10 +132,16 @@ class Sandbox:
         return bool(self._unshare_pids())
 
     def init_pid(self) -> int | None:
-        """Return the host pid of the namespace's PID 1 (sshd), or None."""
+        """Return the host pid of the host's PID 1 (sshd, or systemd), or None.
+
+        That is the booting process's child in a PID namespace of its own: while a systemd host
+        is being set up, the boot script's other children (mount, install) are not it.
+        """
+        own = pid_namespace(os.getpid())
         for pid in self._unshare_pids():
             for child in children(pid):
-                return child
+                if pid_namespace(child) not in (None, own):
+                    return child
         return None
 
     def status(self) -> str:
