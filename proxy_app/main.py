@@ -69,6 +69,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
+        # `POST /v1/messages/` is a 404, never a redirect built from the client's Host header.
+        redirect_slashes=False,
     )
     app.state.metrics = Metrics()
     app.include_router(messages.router)

@@ -22,6 +22,7 @@ from proxy_app.errors import (
     UpstreamError,
     UpstreamTimeoutError,
 )
+from proxy_app.redact import redact_url
 
 JSON_HEADERS = {"content-type": "application/json"}
 
@@ -41,6 +42,7 @@ class OllamaClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.shown_url = redact_url(self.base_url)  # for messages and logs: no credentials
         timeout = httpx.Timeout(read_timeout, connect=connect_timeout, pool=None)
         limits = httpx.Limits(max_connections=256, max_keepalive_connections=32)
         self._http = httpx.AsyncClient(
@@ -64,6 +66,8 @@ class OllamaClient:
                     if not line.strip():
                         continue
                     chunk = orjson.loads(line)
+                    if not isinstance(chunk, dict):
+                        raise UpstreamError(f"Ollama sent a non-object line: {line[:200]!r}")
                     if "error" in chunk:
                         raise upstream_error(500, str(chunk["error"]), mid_stream=True)
                     if chunk.get("done"):
@@ -97,9 +101,9 @@ class OllamaClient:
                 headers=JSON_HEADERS,
                 timeout=timeout or httpx.USE_CLIENT_DEFAULT,
             )
-        if response.status_code != 200:
-            raise upstream_error(response.status_code, _error_text(response.content))
-        return orjson.loads(response.content)
+            if response.status_code != 200:
+                raise upstream_error(response.status_code, _error_text(response.content))
+            return orjson.loads(response.content)
 
     @contextmanager
     def _translate_failures(self, path: str) -> Iterator[None]:
@@ -108,13 +112,18 @@ class OllamaClient:
             yield
         except httpx.TimeoutException as exc:
             raise UpstreamTimeoutError(
-                f"Ollama at {self.base_url} did not answer {path} in time "
+                f"Ollama at {self.shown_url} did not answer {path} in time "
                 f"({type(exc).__name__}); raise PROXY_READ_TIMEOUT for very long generations."
             ) from exc
         except httpx.TransportError as exc:
             raise OverloadedError(
-                f"Ollama at {self.base_url} is unreachable ({exc or type(exc).__name__}); "
+                f"Ollama at {self.shown_url} is unreachable "
+                f"({redact_url(str(exc)) or type(exc).__name__}); "
                 "check that `ollama serve` is running."
+            ) from exc
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamError(
+                f"Ollama sent {path} an answer that is not valid JSON: {exc}"
             ) from exc
 
 

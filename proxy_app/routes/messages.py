@@ -9,11 +9,18 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.requests import ClientDisconnect
 
 from proxy_app.anthropic import CountTokensRequest, MessagesRequest, parse_body
 from proxy_app.auth import authenticate
 from proxy_app.deps import Services, ServicesDep
-from proxy_app.errors import ProxyError, RequestTooLargeError, UpstreamError, envelope
+from proxy_app.errors import (
+    ClientDisconnectedError,
+    ProxyError,
+    RequestTooLargeError,
+    UpstreamError,
+    envelope,
+)
 from proxy_app.generation import Plan, plan, prompt_limit, relay
 from proxy_app.sse import PING, format_event
 from proxy_app.streaming import AnthropicEventStream, Event, new_message_id, replay_events
@@ -76,14 +83,23 @@ async def count_tokens(request: Request, services: ServicesDep) -> JSONResponse:
 
 
 async def _read_body(request: Request, services: Services) -> bytes:
+    """The whole body, refused with 413 as soon as it passes the limit (chunked or not)."""
     limit = services.settings.max_body_bytes
+    too_large = RequestTooLargeError(f"The request body is over the {limit}-byte limit.")
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        raise RequestTooLargeError(f"The request body is over the {limit}-byte limit.")
-    body = await request.body()
-    if len(body) > limit:
-        raise RequestTooLargeError(f"The request body is over the {limit}-byte limit.")
-    return body
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise too_large
+            chunks.append(chunk)
+    except ClientDisconnect as exc:
+        raise ClientDisconnectedError() from exc
+    return b"".join(chunks)
 
 
 async def _plan(body: CountTokensRequest, services: Services) -> Plan:
