@@ -33,7 +33,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -114,7 +114,15 @@ class ResponseCache:
         try:
             password = urlsplit(url).password
             self._secret = unquote(password) if password else ""
-            self._redis = Redis.from_url(url, **self._client_kwargs(settings))
+            # A bounded pool: a burst waits up to redis_timeout for a connection (then fails
+            # open) instead of leaving a hundred idle TLS connections behind.
+            pool = BlockingConnectionPool.from_url(
+                url,
+                max_connections=settings.redis_max_connections,
+                timeout=settings.redis_timeout,
+                **self._client_kwargs(settings),
+            )
+            self._redis = Redis.from_pool(pool)
         except Exception as exc:  # a bad URL must not break the app: report it via health()
             self._config_error = f"invalid redis_url: {self._describe(exc)}"
             self.last_error = self._config_error

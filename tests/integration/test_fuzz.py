@@ -13,10 +13,14 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import API_KEY, LiveProxy
+
+# A failing example's repr can pass Hypothesis' 30 kB warning, which would hide the failure.
+pytestmark = pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisWarning")
 
 FUZZ = settings(
     max_examples=150,
