@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     connect_timeout: float = Field(default=5.0, gt=0)
     read_timeout: float = Field(default=600.0, gt=0)
     ping_interval: float = Field(default=10.0, gt=0)
+    stream_wait: float = Field(default=0.5, ge=0)
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     max_header_bytes: int = Field(default=64 * 1024, ge=1024)
     client_timeout: float = Field(default=60.0, gt=0)

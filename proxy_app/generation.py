@@ -106,7 +106,8 @@ async def relay(
 ) -> None:
     """Feed Ollama's answer through the machine, handing each step's events to `emit`.
 
-    With `stream` Ollama streams and every chunk goes through as it comes; run it in its own
+    With `stream` Ollama streams and every chunk goes through as it comes (`emit([])` first,
+    when Ollama has started answering); run it in its own
     task: cancelling the task (client gone) exits the upstream request's context, which closes
     the connection so Ollama stops generating. Without, the whole answer is one final chunk.
     """
@@ -114,7 +115,7 @@ async def relay(
         if not stream:
             emit(machine.finish(await ollama.chat(plan.upstream.payload)))
             return
-        async for chunk in ollama.chat_stream(plan.upstream.payload):
+        async for chunk in ollama.chat_stream(plan.upstream.payload, on_open=lambda: emit([])):
             emit(machine.finish(chunk) if chunk.get("done") else machine.feed(chunk))
             if machine.done:
                 return

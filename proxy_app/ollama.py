@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -52,8 +52,13 @@ class OllamaClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def chat_stream(self, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        """Yield NDJSON chunks of a streaming /api/chat; a mid-stream `error` line raises."""
+    async def chat_stream(
+        self, payload: dict[str, Any], on_open: Callable[[], None] | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Yield NDJSON chunks of a streaming /api/chat; a mid-stream `error` line raises.
+
+        `on_open` is called once Ollama has answered 200 (with real Ollama: its first token).
+        """
         with self._translate_failures("/api/chat"):
             async with self._http.stream(
                 "POST", "/api/chat", content=orjson.dumps(payload), headers=JSON_HEADERS
@@ -61,6 +66,8 @@ class OllamaClient:
                 if response.status_code != 200:
                     await response.aread()
                     raise upstream_error(response.status_code, _error_text(response.content))
+                if on_open is not None:
+                    on_open()
                 final = None
                 async for line in response.aiter_lines():
                     if not line.strip():
@@ -204,15 +211,28 @@ class ModelCatalog:
         return self._tags
 
     async def digest(self, name: str) -> str | None:
-        """The model's digest, or None when Ollama does not have it (after a fresh look)."""
+        """The model's digest, or None when Ollama does not have it (after a fresh look).
+
+        While Ollama is unreachable the last known digest is kept (for another `ttl`), so
+        cached answers are still served; a model never seen raises the error.
+        """
         name = canonical_name(name)
         if name not in self._tags or time.monotonic() - self._fetched > self._ttl:
-            await self.refresh()
+            try:
+                await self.refresh()
+            except (OverloadedError, UpstreamTimeoutError):
+                if name not in self._tags:
+                    raise
+                self._fetched = time.monotonic()  # do not knock on a dead Ollama every request
         entry = self._tags.get(name)
         return None if entry is None else str(entry.get("digest", ""))
 
     async def has(self, name: str) -> bool:
         return await self.digest(name) is not None
+
+    def known(self, name: str) -> bool:
+        """Whether the model was in the last /api/tags Ollama answered."""
+        return canonical_name(name) in self._tags
 
     async def profile(self, name: str) -> ModelProfile:
         """From /api/show, cached per digest (a re-pulled model is asked again)."""

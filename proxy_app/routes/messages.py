@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,17 +17,15 @@ from proxy_app.errors import (
     ClientDisconnectedError,
     ProxyError,
     RequestTooLargeError,
-    UpstreamError,
-    envelope,
 )
 from proxy_app.generation import Plan, plan, prompt_limit, relay
-from proxy_app.sse import PING, format_event
+from proxy_app.live import Emit, LiveStream
+from proxy_app.sse import format_event
 from proxy_app.streaming import AnthropicEventStream, Event, new_message_id, replay_events
 
 router = APIRouter()
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
-Emit = Callable[[list[Event]], None]
 
 
 @dataclass
@@ -66,9 +63,15 @@ async def create_message(request: Request, services: ServicesDep) -> Response:
     produce = _producer(services, planned, machine, policy, stream=body.stream)
     headers = {"x-cache": policy.label}
     if body.stream:
-        stream = _sse(machine, produce, services.settings.ping_interval, request.state.request_id)
+        live = LiveStream(
+            machine,
+            produce,
+            ping_interval=services.settings.ping_interval,
+            request_id=request.state.request_id,
+        )
+        await live.open(wait=services.settings.stream_wait)
         return StreamingResponse(
-            stream, media_type="text/event-stream", headers={**SSE_HEADERS, **headers}
+            live.frames(), media_type="text/event-stream", headers={**SSE_HEADERS, **headers}
         )
     message = await produce(_discard)
     return JSONResponse({**message, "id": machine.message_id, "model": body.model}, headers=headers)
@@ -186,78 +189,6 @@ async def _run(
     metrics.recovered_tool_calls += machine.recovered_calls
     if machine.prompt_eval_count and planned.counted is not None:
         services.counter.observe(planned.upstream_model, planned.counted, machine.prompt_eval_count)
-
-
-async def _sse(
-    machine: AnthropicEventStream,
-    produce: Callable[[Emit], Awaitable[dict[str, Any]]],
-    ping_interval: float,
-    request_id: str,
-) -> AsyncIterator[bytes]:
-    """Frame events as they come; ping while Ollama is silent (prefill can take minutes).
-
-    message_start and a ping go out at once, before the prefill ends (wire contract §2.5).
-    The generation runs in its own task: when the client disconnects this generator is
-    closed, the `finally` cancels the task, and the upstream connection closes with it.
-    """
-    yield b"".join(format_event(*event) for event in machine.start()) + PING
-    queue: asyncio.Queue[list[Event] | BaseException | bytes | None] = asyncio.Queue()
-    loop = asyncio.get_running_loop()
-    last_sent = loop.time()
-
-    def emit(events: list[Event]) -> None:
-        nonlocal last_sent
-        last_sent = loop.time()
-        queue.put_nowait(events)
-
-    async def run() -> None:
-        try:
-            await produce(emit)
-            queue.put_nowait(None)
-        except Exception as exc:
-            queue.put_nowait(exc)
-
-    async def keep_alive() -> None:
-        nonlocal last_sent
-        while True:
-            await asyncio.sleep(max(ping_interval - (loop.time() - last_sent), 0.01))
-            if loop.time() - last_sent >= ping_interval:
-                last_sent = loop.time()
-                queue.put_nowait(PING)
-
-    tasks = [asyncio.create_task(run()), asyncio.create_task(keep_alive())]
-    try:
-        while True:
-            items = [await queue.get()]
-            while not queue.empty():  # everything produced meanwhile goes out in one write
-                items.append(queue.get_nowait())
-            end = next((i for i, item in enumerate(items) if _final(item)), None)
-            frames = [
-                _frame(item, request_id) for item in items[: None if end is None else end + 1]
-            ]
-            yield b"".join(frames)
-            if end is not None:
-                return
-    finally:
-        for task in tasks:
-            task.cancel()
-
-
-def _final(item: object) -> bool:
-    """The generation ended (None) or failed: nothing follows this item."""
-    return item is None or isinstance(item, BaseException)
-
-
-def _frame(item: list[Event] | BaseException | bytes | None, request_id: str) -> bytes:
-    """SSE bytes for one queue item (a ping is already framed; the end is empty)."""
-    if item is None:
-        return b""
-    if isinstance(item, bytes):
-        return item
-    if isinstance(item, BaseException):
-        error = item if isinstance(item, ProxyError) else UpstreamError()
-        return format_event("error", envelope(error, request_id))
-    return b"".join(format_event(*event) for event in item)
 
 
 def _discard(events: list[Event]) -> None:
