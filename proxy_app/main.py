@@ -28,6 +28,7 @@ from proxy_app.errors import (
 )
 from proxy_app.metrics import Metrics
 from proxy_app.ollama import ModelCatalog, OllamaClient
+from proxy_app.redact import install_access_log_filter
 from proxy_app.routes import health, messages, models
 from proxy_app.tokens import TokenCounter
 
@@ -41,6 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        install_access_log_filter()  # query values (keys sent as ?key=…) never reach the log
         ollama = OllamaClient(
             settings.ollama_url,
             connect_timeout=settings.connect_timeout,
