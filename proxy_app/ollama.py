@@ -53,15 +53,16 @@ class OllamaClient:
         await self._http.aclose()
 
     async def chat_stream(
-        self, payload: dict[str, Any], on_open: Callable[[], None] | None = None
+        self, body: bytes, on_open: Callable[[], None] | None = None
     ) -> AsyncIterator[dict[str, Any]]:
-        """Yield NDJSON chunks of a streaming /api/chat; a mid-stream `error` line raises.
+        """Yield NDJSON chunks of a streaming /api/chat (`body` has `"stream": true`); a
+        mid-stream `error` line raises.
 
         `on_open` is called once Ollama has answered 200 (with real Ollama: its first token).
         """
         with self._translate_failures("/api/chat"):
             async with self._http.stream(
-                "POST", "/api/chat", content=orjson.dumps(payload), headers=JSON_HEADERS
+                "POST", "/api/chat", content=body, headers=JSON_HEADERS
             ) as response:
                 if response.status_code != 200:
                     await response.aread()
@@ -84,9 +85,9 @@ class OllamaClient:
                 if final is not None:
                     yield final
 
-    async def chat(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """A non-streaming /api/chat: the whole answer in one final chunk."""
-        answer: dict[str, Any] = await self.post_json("/api/chat", {**payload, "stream": False})
+    async def chat(self, body: bytes) -> dict[str, Any]:
+        """A non-streaming /api/chat (`body` has `"stream": false`): one final chunk."""
+        answer: dict[str, Any] = await self._request("POST", "/api/chat", body, None)
         return answer
 
     async def get_json(self, path: str, *, timeout: float | None = None) -> Any:
@@ -95,16 +96,16 @@ class OllamaClient:
     async def post_json(
         self, path: str, body: dict[str, Any], *, timeout: float | None = None
     ) -> Any:
-        return await self._request("POST", path, body, timeout)
+        return await self._request("POST", path, orjson.dumps(body), timeout)
 
     async def _request(
-        self, method: str, path: str, body: dict[str, Any] | None, timeout: float | None
+        self, method: str, path: str, body: bytes | None, timeout: float | None
     ) -> Any:
         with self._translate_failures(path):
             response = await self._http.request(
                 method,
                 path,
-                content=None if body is None else orjson.dumps(body),
+                content=body,
                 headers=JSON_HEADERS,
                 timeout=timeout or httpx.USE_CLIENT_DEFAULT,
             )

@@ -14,7 +14,7 @@ from typing import Any
 from proxy_app.anthropic import Block, CountTokensRequest, MessagesRequest
 from proxy_app.blocks import block_text, block_type, image_data, required
 from proxy_app.errors import InvalidRequestError
-from proxy_app.nesting import MAX_DEPTH, json_depth
+from proxy_app.nesting import MAX_DEPTH, fits_as_arguments, json_depth
 
 log = logging.getLogger(__name__)
 
@@ -82,14 +82,13 @@ def to_ollama_tools(request: CountTokensRequest) -> list[dict[str, Any]]:
     if not request.tools or (choice is not None and choice.type == "none"):
         return []
     tools = []
-    for i, tool in enumerate(request.tools):
+    for tool in request.tools:
         if tool.input_schema is None:
             log.debug("dropping server tool %s (%s)", tool.name, tool.type)
             continue
         if choice is not None and choice.type == "tool" and tool.name != choice.name:
             continue
-        schema = _shallow(tool.input_schema, f"tools.{i}.input_schema")
-        function = {"name": tool.name, "parameters": schema}
+        function = {"name": tool.name, "parameters": tool.input_schema}
         if tool.description:
             function["description"] = tool.description
         tools.append({"type": "function", "function": function})
@@ -158,7 +157,6 @@ def _assistant_message(
             arguments = block.get("input") or {}
             if not isinstance(arguments, dict):
                 raise InvalidRequestError(f"{where}.{j}.input: must be an object")
-            _shallow(arguments, f"{where}.{j}.input")
             tool_names[call_id] = name
             calls.append({"id": call_id, "function": {"name": name, "arguments": arguments}})
         elif kind not in ("thinking", "redacted_thinking"):
@@ -244,11 +242,20 @@ def _append(out: list[dict[str, Any]], message: dict[str, Any]) -> None:
             last[key] = last.get(key, []) + message[key]
 
 
-def _shallow(value: Any, where: str) -> Any:
-    """Refuse JSON nested deeper than MAX_DEPTH (Ollama's body could not be serialised)."""
-    if json_depth(value) > MAX_DEPTH:
-        raise InvalidRequestError(f"{where}: nests deeper than {MAX_DEPTH} levels")
-    return value
+def deepest_field(request: CountTokensRequest) -> tuple[str, int]:
+    """The tool schema or tool_use input that nests deepest: (its path, its depth)."""
+    fields = [
+        (f"tools.{i}.input_schema", tool.input_schema) for i, tool in enumerate(request.tools or [])
+    ]
+    for i, message in enumerate(request.messages):
+        if isinstance(message.content, list):
+            fields += [
+                (f"messages.{i}.content.{j}.input", block.get("input"))
+                for j, block in enumerate(message.content)
+                if isinstance(block, dict) and block.get("type") == "tool_use"
+            ]
+    depths = [(where, json_depth(value)) for where, value in fields]
+    return max(depths, key=lambda pair: pair[1], default=("body", 0))
 
 
 def tool_input_json(arguments: Any) -> dict[str, Any]:
@@ -262,6 +269,6 @@ def tool_input_json(arguments: Any) -> dict[str, Any]:
             arguments = json.loads(arguments)
         except (ValueError, RecursionError):
             return {"_raw": arguments}
-    if json_depth(arguments) > MAX_DEPTH:
+    if not fits_as_arguments(arguments):
         return {"_error": f"the model's arguments nest deeper than {MAX_DEPTH} levels"}
     return arguments if isinstance(arguments, dict) else {"_value": arguments}

@@ -54,6 +54,7 @@ async def create_message(request: Request, services: ServicesDep) -> Response:
         if hit is not None:
             hit.update(id=new_message_id(), model=body.model)
             return _answer(body.stream, hit, "HIT")
+    planned.encode(body, stream=body.stream)
     limit = prompt_limit(services.settings, planned.upstream_model, body.max_tokens)
     planned.measure(services.counter, limit=limit)
     machine = planned.machine()
@@ -82,6 +83,7 @@ async def count_tokens(request: Request, services: ServicesDep) -> JSONResponse:
     authenticate(request, services.settings.api_keys)
     body = parse_body(await _read_body(request, services), CountTokensRequest)
     planned = await _plan(body, services)
+    planned.encode(body, stream=False)  # refuses what could not be sent to Ollama
     return JSONResponse({"input_tokens": planned.measure(services.counter)})
 
 
@@ -120,8 +122,12 @@ def _cache_policy(request: Request, services: Services, planned: Plan, api_key: 
         cache.record_bypass()
         return CachePolicy()
     directives = request.headers.get("cache-control", "").lower()
+    try:
+        key = cache.key(api_key=api_key, model_digest=planned.digest, upstream=material)
+    except RecursionError:  # nested too deeply to hash: Plan.encode refuses it next
+        return CachePolicy()
     policy = CachePolicy(
-        key=cache.key(api_key=api_key, model_digest=planned.digest, upstream=material),
+        key=key,
         read="no-cache" not in directives,
         write="no-store" not in directives,
     )

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from ollama_double.server import OllamaDouble, Reply
+from proxy_app.nesting import MAX_DEPTH
 from tests.conftest import API_KEY, LiveProxy
 from tests.integration.test_errors import assert_envelope
 
@@ -22,8 +23,9 @@ GOOD: dict[str, Any] = {
 
 
 def deep(levels: int) -> dict[str, Any]:
+    """An object nesting `levels` deep (json_depth counts `{}` as 1)."""
     value: dict[str, Any] = {}
-    for _ in range(levels):
+    for _ in range(levels - 1):
         value = {"a": value}
     return value
 
@@ -98,12 +100,18 @@ def test_json_nested_past_the_limit_is_400(proxy: LiveProxy, path: str, where: s
         body = {**GOOD, "messages": [GOOD["messages"][0], {"role": "assistant", "content": [call]}]}
         field = "messages.1.content.0.input"
     response = httpx.post(f"{proxy.url}{path}", json=body, headers={"x-api-key": API_KEY})
-    assert_envelope(response, 400, "invalid_request_error", field, "deeper than 128")
+    assert_envelope(response, 400, "invalid_request_error", field, "300 levels deep", "at most 248")
 
 
-def test_nesting_below_the_limit_is_served(proxy: LiveProxy) -> None:
-    body = {**GOOD, "tools": [{"name": "Bash", "input_schema": deep(100)}]}
-    response = httpx.post(f"{proxy.url}/v1/messages", json=body, headers={"x-api-key": API_KEY})
+@pytest.mark.parametrize("path", ["/v1/messages", "/v1/messages/count_tokens"])
+def test_nesting_up_to_the_limit_is_served(proxy: LiveProxy, path: str) -> None:
+    call = {"type": "tool_use", "id": "t1", "name": "Bash", "input": deep(MAX_DEPTH)}
+    body = {
+        **GOOD,
+        "tools": [{"name": "Bash", "input_schema": deep(MAX_DEPTH)}],
+        "messages": [GOOD["messages"][0], {"role": "assistant", "content": [call]}],
+    }
+    response = httpx.post(f"{proxy.url}{path}", json=body, headers={"x-api-key": API_KEY})
     assert response.status_code == 200, response.text
 
 
@@ -145,10 +153,10 @@ def test_runaway_tool_arguments_from_the_model_end_the_turn(
     assert response.status_code == 200, response.text
     if stream:
         assert "event: error" not in response.text
-        assert "deeper than 128 levels" in response.text
+        assert "deeper than 248 levels" in response.text
     else:
         block = response.json()["content"][0]
-        assert block["type"] == "tool_use" and "deeper than 128" in block["input"]["_error"]
+        assert block["type"] == "tool_use" and "deeper than 248" in block["input"]["_error"]
 
 
 def test_trailing_slash_is_404_not_a_redirect(proxy: LiveProxy) -> None:
@@ -189,3 +197,18 @@ def test_invalid_json_from_ollama_is_a_clean_api_error(
     events = [json.loads(x[6:]) for x in response.text.splitlines() if x.startswith("data: ")]
     assert events[-1]["type"] == "error" and "non-object line" in events[-1]["error"]["message"]
     assert "unhandled error" not in caplog.text
+
+
+def test_json_nested_1000_deep_is_400_with_the_cache_on(
+    make_proxy: Any, redis_tls_server_fn: Any
+) -> None:
+    server = redis_tls_server_fn
+    proxy = make_proxy(redis_url=server.url, redis_ca_file=str(server.certs.ca_file))
+    schema = b'{"a":' * 999 + b"{}" + b"}" * 999  # no JSON library writes this deep
+    body = json.dumps({**GOOD, "tools": [{"name": "Bash", "input_schema": "SCHEMA"}]}).encode()
+    response = httpx.post(
+        f"{proxy.url}/v1/messages",
+        content=body.replace(b'"SCHEMA"', schema),
+        headers={"x-api-key": API_KEY, "content-type": "application/json"},
+    )
+    assert_envelope(response, 400, "invalid_request_error", "tools.0.input_schema", "1000 levels")
