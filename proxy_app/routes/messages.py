@@ -19,8 +19,7 @@ from proxy_app.errors import (
     RequestTooLargeError,
 )
 from proxy_app.generation import Plan, plan, prompt_limit, relay
-from proxy_app.live import Emit, LiveStream
-from proxy_app.sse import format_event
+from proxy_app.sse import Emit, LiveStream, format_event
 from proxy_app.streaming import AnthropicEventStream, Event, new_message_id, replay_events
 
 router = APIRouter()
