@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -41,7 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         install_access_log_filter()  # query values (keys sent as ?key=…) never reach the log
         ollama = OllamaClient(
             settings.ollama_url,
@@ -60,7 +61,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Qwen's vocabulary takes ~0.5 s to load: do it now rather than in the first request.
         await asyncio.to_thread(vocab.vocabulary_for, "qwen2")
         try:
-            yield
+            # Lifespan state reaches uvicorn's protocol too: its refusals count in /metrics.
+            yield {"metrics": app.state.metrics}
         finally:
             await ollama.aclose()
             await services.cache.aclose()

@@ -107,7 +107,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if len(self.connections) >= self.bound.max_connections and not self._evict_one():
             self.transport = transport
             message = "The proxy is at its connection limit (PROXY_MAX_CONNECTIONS); retry later."
-            self._refuse(529, "overloaded_error", message, retry_after=1)
+            self._refuse(529, "overloaded_error", message, "connection_cap", retry_after=1)
             return
         super().connection_made(transport)
         # uvicorn arms its keep-alive timer only after a response; a silent new connection
@@ -127,7 +127,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if self.reading_head and self._head_too_large(data):
             limit = self.bound.max_header_bytes
             message = f"The request headers are over the {limit}-byte limit."
-            self._refuse(431, "invalid_request_error", message)
+            self._refuse(431, "invalid_request_error", message, "header_too_large")
             return
         super().data_received(data)
 
@@ -174,7 +174,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             return
         seconds = f"{self.bound.client_timeout:g}"
         message = f"The request did not arrive completely within {seconds} s."
-        self._refuse(408, "timeout_error", message)
+        self._refuse(408, "timeout_error", message, "incomplete_request")
 
     def _cancel_request_timer(self) -> None:
         if self.request_timer is not None:
@@ -182,9 +182,18 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self.request_timer = None
 
     def _refuse(
-        self, status: int, error_type: str, message: str, *, retry_after: int | None = None
+        self,
+        status: int,
+        error_type: str,
+        message: str,
+        reason: str,
+        *,
+        retry_after: int | None = None,
     ) -> None:
         """Answer in Anthropic's envelope and close, without involving the app."""
+        metrics = self.app_state.get("metrics")
+        if metrics is not None:
+            metrics.refused[reason] += 1
         request_id = new_request_id()
         body = orjson.dumps(
             {

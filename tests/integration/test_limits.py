@@ -82,6 +82,8 @@ def test_huge_header_is_431_whatever_its_size(make_proxy: Any, size: int) -> Non
     assert status == 431 and headers["connection"] == "close"
     assert_envelope(body, "invalid_request_error", "65536-byte limit")
     assert_health(proxy)
+    metrics = httpx.get(proxy.url + "/metrics").text
+    assert 'proxy_refused_total{reason="header_too_large"} 1' in metrics
 
 
 def test_header_just_below_the_limit_is_served(make_proxy: Any) -> None:
@@ -132,6 +134,7 @@ def test_slow_request_is_408_after_the_client_timeout(make_proxy: Any, stage: st
         status, _, body = answer(sock)
     assert status == 408
     assert_envelope(body, "timeout_error", "0.5 s")
+    assert proxy.app.state.metrics.refused["incomplete_request"] == 1
     assert_health(proxy)
 
 
@@ -197,6 +200,7 @@ def test_connections_all_busy_get_529(make_proxy: Any, double: OllamaDouble) -> 
         assert refused.status_code == 529
         assert refused.headers["retry-after"] == "1"
         assert refused.json()["error"]["type"] == "overloaded_error"
+        assert proxy.app.state.metrics.refused["connection_cap"] == 1
     deadline = time.monotonic() + 5  # the streams' connections close in the background
     while httpx.get(proxy.url + "/health", timeout=2).status_code != 200:
         assert time.monotonic() < deadline
