@@ -35,7 +35,13 @@ class SingleFlight:
         self._flights: dict[str, _Flight] = {}
 
     async def run_once(self, key: str, produce: Callable[[], Awaitable[T]]) -> T:
-        """Run ``produce`` once for all concurrent callers with the same ``key`` in this process.
+        """``run`` without saying who produced the result."""
+        result, _ = await self.run(key, produce)
+        return result
+
+    async def run(self, key: str, produce: Callable[[], Awaitable[T]]) -> tuple[T, bool]:
+        """Run ``produce`` once for all concurrent callers with the same ``key`` in this process;
+        return its result and whether this caller's own ``produce`` made it.
 
         The first caller (the leader) starts ``produce()`` in a task of its own; callers
         arriving while it runs (followers) wait for the same task. ``produce`` returns the
@@ -69,15 +75,15 @@ class SingleFlight:
             flight.waiters -= 1
             if leader:
                 raise
-            return await produce()
+            return await produce(), True
         flight.waiters -= 1
         if leader:
             result: T = produced
-            return result
+            return result, True
         if snapshot is None:
-            return await produce()
+            return await produce(), True
         copied: T = copy.deepcopy(snapshot)
-        return copied
+        return copied, False
 
     def _start(self, key: str, produce: Callable[[], Awaitable[Any]]) -> _Flight:
         async def generate() -> tuple[Any, Any]:

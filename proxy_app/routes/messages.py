@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -12,6 +11,7 @@ from starlette.requests import ClientDisconnect
 
 from proxy_app.anthropic import CountTokensRequest, MessagesRequest, parse_body
 from proxy_app.auth import authenticate
+from proxy_app.cache_policy import CachePolicy, cache_policy, through_cache
 from proxy_app.deps import Services, ServicesDep
 from proxy_app.errors import (
     ClientDisconnectedError,
@@ -27,19 +27,6 @@ router = APIRouter()
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
-@dataclass
-class CachePolicy:
-    """What the response cache may do for this request, and the `x-cache` header it earns."""
-
-    key: str = ""
-    read: bool = False
-    write: bool = False
-
-    @property
-    def label(self) -> str:
-        return "MISS" if self.read else "BYPASS"
-
-
 @router.post("/v1/messages")
 async def create_message(request: Request, services: ServicesDep) -> Response:
     api_key = authenticate(request, services.settings.api_keys)
@@ -47,7 +34,12 @@ async def create_message(request: Request, services: ServicesDep) -> Response:
     planned = await _plan(body, services)
     # `max_tokens: 0` only warms the prompt: nothing to cache, nothing to generate.
     warm_only = body.max_tokens == 0
-    policy = CachePolicy() if warm_only else _cache_policy(request, services, planned, api_key)
+    directives = request.headers.get("cache-control", "")
+    policy = (
+        CachePolicy()
+        if warm_only
+        else cache_policy(services.cache, planned, api_key=api_key, directives=directives)
+    )
     if policy.read:
         hit = await services.cache.get(policy.key)
         if hit is not None:
@@ -114,27 +106,6 @@ async def _plan(body: CountTokensRequest, services: Services) -> Plan:
         raise
 
 
-def _cache_policy(request: Request, services: Services, planned: Plan, api_key: str) -> CachePolicy:
-    cache = services.cache
-    material = planned.upstream.key_material()
-    if not cache.cacheable_request(material):  # cache off, or not this request's mode
-        cache.record_bypass()
-        return CachePolicy()
-    directives = request.headers.get("cache-control", "").lower()
-    try:
-        key = cache.key(api_key=api_key, model_digest=planned.digest, upstream=material)
-    except RecursionError:  # nested too deeply to hash: Plan.encode refuses it next
-        return CachePolicy()
-    policy = CachePolicy(
-        key=key,
-        read="no-cache" not in directives,
-        write="no-store" not in directives,
-    )
-    if not policy.read:
-        cache.record_bypass()
-    return policy
-
-
 def _producer(
     services: Services,
     planned: Plan,
@@ -143,33 +114,16 @@ def _producer(
     *,
     stream: bool,
 ) -> Callable[[Emit], Awaitable[dict[str, Any]]]:
-    """The generation, single-flighted through the cache when the request is cacheable.
-
-    A request that joins an identical one already in flight gets that one's message; the
-    streaming path then replays its blocks after its own message_start.
-    """
+    """The generation, through the cache (stored, and shared by identical requests)."""
 
     async def generate(emit: Emit) -> dict[str, Any]:
         await _run(services, planned, machine, emit, stream=stream)
-        message = machine.message()
-        if policy.write:
-            await services.cache.put(policy.key, message)
-        return message
+        return machine.message()
 
     async def produce(emit: Emit) -> dict[str, Any]:
-        if not policy.read:
-            return await generate(emit)
-        generated = False
-
-        async def lead() -> dict[str, Any]:
-            nonlocal generated
-            generated = True
-            return await generate(emit)
-
-        message: dict[str, Any] = await services.cache.run_once(policy.key, lead)
-        if not generated:
-            emit(replay_events({**message, "id": machine.message_id}, machine.message_id)[1:])
-        return message
+        return await through_cache(
+            services.cache, policy, generate, emit, message_id=machine.message_id
+        )
 
     return produce
 
