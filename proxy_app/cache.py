@@ -72,20 +72,9 @@ def _canonical(value: Any) -> bytes:
 class ResponseCache:
     """Redis-backed cache of finished Messages plus an in-process single-flight table.
 
-    Typical use in a route::
-
-        if cache.cacheable_request(upstream):
-            key = cache.key(api_key=api_key, model_digest=digest, upstream=upstream)
-            hit = await cache.get(key)
-            if hit is not None:
-                ...replay hit...
-            async def produce() -> dict | None:
-                message = ...generate (stream to this client if streaming)...
-                await cache.put(key, message)
-                return message if message.get("stop_reason") in CACHEABLE_STOP_REASONS else None
-            message = await cache.run_once(key, produce)
-        else:
-            cache.record_bypass()
+    Used through proxy_app.cache_policy: ``cache_policy`` (``cacheable_request``, ``key``,
+    ``record_bypass``) decides per request, the route reads ``get``, and ``through_cache``
+    shares identical generations in flight (``flights``) and ``put``s a complete answer.
 
     Counters (plain ints, for /metrics): ``hits``, ``misses``, ``bypasses``, ``store_errors``
     (any Redis error on get or put), ``bytes_stored``, plus ``breaker_skips`` (get/put skipped

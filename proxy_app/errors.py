@@ -12,7 +12,7 @@
     ├── UpstreamTimeoutError      504 timeout_error: Ollama did not answer in time
     └── OverloadedError           529 overloaded_error: Ollama's queue is full or it is unreachable
 
-Translators raise these; only `render` (used by the exception handlers in main.py and by the
+Translators raise these; only `envelope` (used by the exception handlers in main.py and by the
 SSE `error` event) turns them into the wire format. No FastAPI import here.
 """
 
