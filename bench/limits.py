@@ -24,8 +24,8 @@ import httpx
 from bench import report, servers
 from bench.__main__ import API_KEY, REPLY, RESULTS, client_headers, compact, load_request
 
-# main just before issue 12 (the last commit without the limits).
-BASELINE_REF = "e202f99"
+# main just before issue 12's branch was merged (the last commit without the limits).
+BASELINE_REF = "3331453"
 
 
 def timed(client: httpx.Client, body: bytes, headers: dict[str, str], stream: bool) -> tuple:
