@@ -11,7 +11,8 @@ APT_PACKAGES := redis-server debootstrap openssh-client openssl zstd systemd cur
                 slirp4netns systemd-container
 
 .PHONY: help venv apt node deps test lint unit deploy sandbox-up sandbox-down sandbox-status \
-        sandbox-restart check-hosts tunnel bench bench-deploy clean up down stop start status
+        sandbox-restart check-hosts tunnel bench bench-limits bench-deploy clean up down stop \
+        start status
 
 help: ## list every target
 	@awk -F':.*## ' '/^[a-z][a-z-]*:.*## / {printf "make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -86,6 +87,9 @@ tunnel: venv ## print the ssh tunnel and Claude Code environment (HOST=name)
 
 bench: deps ## benchmarks (bench/results/)
 	$(BIN)/python -m bench
+
+bench-limits: venv ## what the protocol limits and checks cost: proxy_app before/after in one run
+	$(BIN)/python -m bench.limits
 
 bench-deploy: deps ## time the first deploy and the re-run on fleets of 1 and 2 sandbox hosts
 	$(BIN)/python -m bench.deploy

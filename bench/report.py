@@ -237,10 +237,11 @@ def markdown(results: dict[str, Any]) -> str:
     out += [f"- **{t}**: {note}" for t, note in results["targets"].items()]
     out += ["", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     out += ["| " + " | ".join(cells(row)) + " |" for row in results["rows"]]
-    out += ["", "TTFB: first response-body byte; proxy_app sends `message_start` + `ping` before "
-            "Ollama answers, so TTFT (first `text_delta`; first NDJSON chunk for direct) is the "
-            "comparable streaming figure. CPU ms/req: CPU time of the server's process tree "
-            "(and of the double) per measured request; peak RSS: VmHWM of the server's process "
+    out += ["", "TTFB: first response-body byte; proxy_app sends `message_start` + `ping` once "
+            "Ollama starts answering (at most PROXY_STREAM_WAIT later), so TTFT (first "
+            "`text_delta`; first NDJSON chunk for direct) is the comparable streaming figure. "
+            "CPU ms/req: CPU time of the server's process tree (and of the double) per "
+            "measured request; peak RSS: VmHWM of the server's process "
             "tree during the case (reset before each case)."]
     if results.get("failures"):
         out += ["", "## Failures", ""]

@@ -8,11 +8,13 @@ CPU time.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 import urllib.error
 import urllib.request
@@ -141,12 +143,14 @@ class StartError(RuntimeError):
     pass
 
 
-def _spawn(argv: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+def _spawn(
+    argv: list[str], env: dict[str, str], log_path: Path, cwd: Path = ROOT
+) -> subprocess.Popen[bytes]:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "wb")  # noqa: SIM115 - owned by the child
     try:
         return subprocess.Popen(
-            argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log,
+            argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log,
             stderr=subprocess.STDOUT, start_new_session=True,
         )
     finally:
@@ -197,11 +201,13 @@ def start_proxy(
     redis_ca_file: str = "",
     workers: int = 1,
     profile_to: Path | None = None,
+    source: Path = ROOT,
 ) -> Proc:
+    """python -m proxy_app; `source` is the directory holding the proxy_app package to run."""
     port = free_port()
     env = {
         **os.environ,
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": str(source),
         "PROXY_HOST": HOST,
         "PROXY_PORT": str(port),
         "PROXY_API_KEYS": api_key,
@@ -217,9 +223,21 @@ def start_proxy(
         argv += ["-m", "cProfile", "-o", str(profile_to)]
     argv += ["-m", "proxy_app"]
     log = workdir / f"{name}.log"
-    proc = Proc(name, _spawn(argv, env, log), f"http://{HOST}:{port}", log)
+    proc = Proc(name, _spawn(argv, env, log, cwd=source), f"http://{HOST}:{port}", log)
     wait_http(proc, "/health", 30)
     return proc
+
+
+def export_proxy_app(ref: str, dest: Path) -> Path:
+    """proxy_app as it was at git `ref`, unpacked under `dest` (for before/after runs)."""
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", "--format=tar", ref, "proxy_app"],
+        capture_output=True, check=True, timeout=60,
+    ).stdout
+    dest.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(dest, filter="data")
+    return dest
 
 
 def litellm_version() -> str | None:

@@ -8,6 +8,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from proxy_app.config import Settings
+from proxy_app.server import raise_fd_limit, uvicorn_options
 
 
 def main() -> int:
@@ -20,6 +21,7 @@ def main() -> int:
             message = error["msg"].removeprefix("Value error, ")
             sys.stderr.write(f"proxy_app: {name}: {message}\n")
         return 2
+    raise_fd_limit()
     uvicorn.run(
         "proxy_app.main:create_app",
         factory=True,
@@ -27,8 +29,7 @@ def main() -> int:
         port=settings.port,
         workers=settings.workers,
         log_level=settings.log_level,
-        proxy_headers=False,
-        server_header=False,
+        **uvicorn_options(settings, bind=settings.workers == 1),
     )
     return 0
 

@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from proxy_app.errors import InvalidRequestError
 
 Block = dict[str, Any]
+# Integers go to Ollama as JSON numbers, which orjson writes only up to 64 bits.
+MAX_INT = 2**31 - 1
 
 
 class _Lenient(BaseModel):
@@ -47,11 +49,11 @@ class CountTokensRequest(_Lenient):
 
 
 class MessagesRequest(CountTokensRequest):
-    max_tokens: int = Field(ge=0)
+    max_tokens: int = Field(ge=0, le=MAX_INT)
     stream: bool = False
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
-    top_k: int | None = Field(default=None, ge=0)
+    top_k: int | None = Field(default=None, ge=0, le=MAX_INT)
     stop_sequences: list[str] | None = None
     metadata: dict[str, Any] | None = None
 

@@ -18,6 +18,8 @@ def authenticate(request: Request, keys: list[str]) -> str:
     if scheme.lower() == "bearer":
         offered.append(token.strip())
     for candidate in offered:
-        if candidate and any(hmac.compare_digest(candidate, key) for key in keys):
+        # Header values arrive as latin-1 text; compare bytes, so a non-ASCII key is just wrong.
+        raw = candidate.encode("utf-8")
+        if raw and any(hmac.compare_digest(raw, key.encode("utf-8")) for key in keys):
             return candidate
     raise AuthenticationError()

@@ -33,7 +33,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -72,20 +72,9 @@ def _canonical(value: Any) -> bytes:
 class ResponseCache:
     """Redis-backed cache of finished Messages plus an in-process single-flight table.
 
-    Typical use in a route::
-
-        if cache.cacheable_request(upstream):
-            key = cache.key(api_key=api_key, model_digest=digest, upstream=upstream)
-            hit = await cache.get(key)
-            if hit is not None:
-                ...replay hit...
-            async def produce() -> dict | None:
-                message = ...generate (stream to this client if streaming)...
-                await cache.put(key, message)
-                return message if message.get("stop_reason") in CACHEABLE_STOP_REASONS else None
-            message = await cache.run_once(key, produce)
-        else:
-            cache.record_bypass()
+    Used through proxy_app.cache_policy: ``cache_policy`` (``cacheable_request``, ``key``,
+    ``record_bypass``) decides per request, the route reads ``get``, and ``through_cache``
+    shares identical generations in flight (``flights``) and ``put``s a complete answer.
 
     Counters (plain ints, for /metrics): ``hits``, ``misses``, ``bypasses``, ``store_errors``
     (any Redis error on get or put), ``bytes_stored``, plus ``breaker_skips`` (get/put skipped
@@ -114,7 +103,15 @@ class ResponseCache:
         try:
             password = urlsplit(url).password
             self._secret = unquote(password) if password else ""
-            self._redis = Redis.from_url(url, **self._client_kwargs(settings))
+            # A bounded pool: a burst waits up to redis_timeout for a connection (then fails
+            # open) instead of leaving a hundred idle TLS connections behind.
+            pool = BlockingConnectionPool.from_url(
+                url,
+                max_connections=settings.redis_max_connections,
+                timeout=settings.redis_timeout,
+                **self._client_kwargs(settings),
+            )
+            self._redis = Redis.from_pool(pool)
         except Exception as exc:  # a bad URL must not break the app: report it via health()
             self._config_error = f"invalid redis_url: {self._describe(exc)}"
             self.last_error = self._config_error

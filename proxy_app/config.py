@@ -34,7 +34,12 @@ class Settings(BaseSettings):
     connect_timeout: float = Field(default=5.0, gt=0)
     read_timeout: float = Field(default=600.0, gt=0)
     ping_interval: float = Field(default=10.0, gt=0)
+    stream_wait: float = Field(default=0.5, ge=0)
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024)
+    client_timeout: float = Field(default=60.0, gt=0)
+    idle_timeout: float = Field(default=5.0, gt=0)
+    max_connections: int = Field(default=1024, ge=16)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     workers: int = Field(default=1, ge=1)
 
@@ -43,6 +48,7 @@ class Settings(BaseSettings):
     redis_cert_file: str = ""
     redis_key_file: str = ""
     redis_timeout: float = Field(default=0.25, gt=0)
+    redis_max_connections: int = Field(default=16, ge=1)
     cache_ttl: int = Field(default=86400, ge=1)
     cache_mode: CacheMode = "all"
     cache_shared: bool = False

@@ -6,12 +6,13 @@
     ├── AuthenticationError       401 authentication_error: missing or wrong API key
     ├── NotFoundError             404 not_found_error: unknown path or model
     ├── RequestTooLargeError      413 request_too_large: body over PROXY_MAX_BODY_BYTES
+    ├── ClientDisconnectedError   499 (never sent): the client left before its body was read
     ├── RateLimitError            429 rate_limit_error: Ollama said 429
     ├── UpstreamError             500 api_error: Ollama failed in an unexpected way
     ├── UpstreamTimeoutError      504 timeout_error: Ollama did not answer in time
     └── OverloadedError           529 overloaded_error: Ollama's queue is full or it is unreachable
 
-Translators raise these; only `render` (used by the exception handlers in main.py and by the
+Translators raise these; only `envelope` (used by the exception handlers in main.py and by the
 SSE `error` event) turns them into the wire format. No FastAPI import here.
 """
 
@@ -82,6 +83,22 @@ class RequestTooLargeError(ProxyError):
     status = 413
     error_type = "request_too_large"
     default_message = "The request body is too large."
+
+    def headers(self) -> dict[str, str]:
+        # The rest of the body is never read: close the connection instead of draining it.
+        return {**super().headers(), "connection": "close"}
+
+
+class ClientDisconnectedError(ProxyError):
+    """Raised when the client closes the connection before its request body is complete.
+
+    Nobody reads the answer; 499 (nginx's "client closed request") keeps it out of the 5xx
+    counts in /metrics.
+    """
+
+    status = 499
+    error_type = "client_closed_request"
+    default_message = "The client closed the connection before sending the whole request."
 
 
 class RateLimitError(ProxyError):

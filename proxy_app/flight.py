@@ -1,8 +1,10 @@
 """Single-flight: identical requests in flight at the same moment share one generation.
 
 Claude Code re-sends a turn it believes timed out; without this, the same long prefill would
-run two or three times on the GPU at once. The table is per process: with several uvicorn
-workers each worker has its own.
+run two or three times on the GPU at once. The generation runs in its own task, owned by the
+flight rather than by the request that started it, so the first requester leaving costs the
+others nothing; it is cancelled (closing the upstream request) when the last one leaves. The
+table is per process: with several uvicorn workers each worker has its own.
 """
 
 from __future__ import annotations
@@ -16,15 +18,16 @@ T = TypeVar("T")
 
 
 class _Flight:
-    __slots__ = ("done", "followers")
+    __slots__ = ("followers", "task", "waiters")
 
-    def __init__(self, done: asyncio.Future[tuple[bool, Any]]) -> None:
-        self.done = done
+    def __init__(self, task: asyncio.Task[tuple[Any, Any]]) -> None:
+        self.task = task
         self.followers = 0
+        self.waiters = 0
 
 
 class SingleFlight:
-    """One leader per key produces; followers arriving meanwhile get a copy of its result."""
+    """One generation per key; every caller waiting on it gets its result."""
 
     def __init__(self) -> None:
         self.leaders = 0
@@ -32,49 +35,77 @@ class SingleFlight:
         self._flights: dict[str, _Flight] = {}
 
     async def run_once(self, key: str, produce: Callable[[], Awaitable[T]]) -> T:
-        """Run ``produce`` once for all concurrent callers with the same ``key`` in this process.
+        """``run`` without saying who produced the result."""
+        result, _ = await self.run(key, produce)
+        return result
 
-        The first caller (the leader) runs ``produce()``; callers arriving while it runs
-        (followers) wait for it. ``produce`` should return the final Message dict, or None when
-        the result is not cacheable (error, aborted stream, …).
+    async def run(self, key: str, produce: Callable[[], Awaitable[T]]) -> tuple[T, bool]:
+        """Run ``produce`` once for all concurrent callers with the same ``key`` in this process;
+        return its result and whether this caller's own ``produce`` made it.
 
-        * leader returns a non-None value -> every follower gets its own deep copy of it;
-        * leader returns None, raises, or is cancelled -> followers do not hang and do not see
-          the leader's exception: each runs its own ``produce()`` concurrently (no second round
-          of single-flight, so an uncacheable request is never serialised);
-        * a cancelled follower does not affect the leader or the other followers.
+        The first caller (the leader) starts ``produce()`` in a task of its own; callers
+        arriving while it runs (followers) wait for the same task. ``produce`` returns the
+        final Message dict, or None when the result is not shareable.
 
-        The leader's own exception propagates to the leader only. The flight table is
-        per-process (and per event loop use): each uvicorn worker has its own. Only use this for
-        requests where sharing one answer is acceptable, i.e. ``cacheable_request`` is True.
+        * it returns a value -> the leader gets that object, every follower a deep copy of it
+          as it was when the generation finished;
+        * it returns None or raises -> the leader gets that; each follower runs its own
+          ``produce()`` (no second round of single-flight, so nothing is serialised);
+        * any caller may be cancelled (its client left) without affecting the others: the
+          generation goes on while at least one caller waits, and is cancelled when the last
+          one leaves.
         """
         flight = self._flights.get(key)
-        if flight is not None:
+        leader = flight is None
+        if flight is None:
+            flight = self._start(key, produce)
+            self.leaders += 1
+        else:
             self.followers += 1
             flight.followers += 1
-            ok, value = await asyncio.shield(flight.done)
-            if ok and value is not None:
-                result: T = copy.deepcopy(value)
-                return result
-            return await produce()
-
-        flight = _Flight(asyncio.get_running_loop().create_future())
-        self._flights[key] = flight
-        self.leaders += 1
-        outcome: tuple[bool, Any] = (False, None)
+        flight.waiters += 1
         try:
-            produced = await produce()
+            produced, snapshot = await asyncio.shield(flight.task)
+        except asyncio.CancelledError:
+            flight.waiters -= 1
+            if flight.waiters == 0:
+                flight.task.cancel()  # nobody is left to read the answer
+            raise
+        except Exception:
+            flight.waiters -= 1
+            if leader:
+                raise
+            return await produce(), True
+        flight.waiters -= 1
+        if leader:
+            result: T = produced
+            return result, True
+        if snapshot is None:
+            return await produce(), True
+        copied: T = copy.deepcopy(snapshot)
+        return copied, False
+
+    def _start(self, key: str, produce: Callable[[], Awaitable[Any]]) -> _Flight:
+        async def generate() -> tuple[Any, Any]:
+            try:
+                produced = await produce()
+            finally:
+                if self._flights.get(key) is flight:
+                    del self._flights[key]
             # Snapshot for the followers now, so that later changes by the leader's caller to
             # its own object cannot leak into what they receive.
             snapshot = copy.deepcopy(produced) if flight.followers else produced
-            outcome = (True, snapshot)
-            return produced
-        finally:
-            if self._flights.get(key) is flight:
-                del self._flights[key]
-            if not flight.done.done():
-                flight.done.set_result(outcome)
+            return produced, snapshot
+
+        def finished(task: asyncio.Task[tuple[Any, Any]]) -> None:
+            if not task.cancelled():
+                task.exception()  # retrieved here too: every waiter may have left already
+
+        flight = _Flight(asyncio.get_running_loop().create_task(generate()))
+        flight.task.add_done_callback(finished)
+        self._flights[key] = flight
+        return flight
 
     def in_flight(self) -> int:
-        """Number of keys currently being produced by a leader (for /metrics or tests)."""
+        """Number of keys currently being produced (for /metrics or tests)."""
         return len(self._flights)

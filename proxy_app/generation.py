@@ -9,14 +9,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import orjson
+
 from proxy_app.aliases import route_model
 from proxy_app.anthropic import CountTokensRequest
 from proxy_app.config import Settings
-from proxy_app.errors import NotFoundError, PromptTooLongError, UpstreamError
+from proxy_app.errors import (
+    InvalidRequestError,
+    NotFoundError,
+    PromptTooLongError,
+    UpstreamError,
+)
+from proxy_app.nesting import MAX_DEPTH
 from proxy_app.ollama import ModelCatalog, ModelProfile, OllamaClient
 from proxy_app.streaming import AnthropicEventStream, Event
 from proxy_app.tokens import Measure, TokenCounter
-from proxy_app.translate import Upstream, to_ollama_request, wants_thinking
+from proxy_app.translate import Upstream, deepest_field, to_ollama_request, wants_thinking
 
 
 @dataclass
@@ -28,6 +36,7 @@ class Plan:
     profile: ModelProfile
     counted: Measure | None = None
     limit: int = 0
+    body: bytes = b""  # the /api/chat body, written once by `encode`
 
     @property
     def estimate(self) -> int:
@@ -40,6 +49,17 @@ class Plan:
         if limit is not None and self.estimate > limit:
             raise PromptTooLongError(self.estimate, limit)
         return self.estimate
+
+    def encode(self, request: CountTokensRequest, *, stream: bool) -> bytes:
+        """Write the /api/chat body once; JSON nested too deeply for it is the client's 400."""
+        try:
+            self.body = orjson.dumps({**self.upstream.payload, "stream": stream})
+        except orjson.JSONEncodeError as exc:
+            where, depth = deepest_field(request)
+            raise InvalidRequestError(
+                f"{where}: nests {depth} levels deep; at most {MAX_DEPTH} fit in Ollama's request"
+            ) from exc
+        return self.body
 
     def machine(self) -> AnthropicEventStream:
         return AnthropicEventStream(
@@ -106,15 +126,16 @@ async def relay(
 ) -> None:
     """Feed Ollama's answer through the machine, handing each step's events to `emit`.
 
-    With `stream` Ollama streams and every chunk goes through as it comes; run it in its own
+    With `stream` Ollama streams and every chunk goes through as it comes (`emit([])` first,
+    when Ollama has started answering); run it in its own
     task: cancelling the task (client gone) exits the upstream request's context, which closes
     the connection so Ollama stops generating. Without, the whole answer is one final chunk.
     """
     try:
         if not stream:
-            emit(machine.finish(await ollama.chat(plan.upstream.payload)))
+            emit(machine.finish(await ollama.chat(plan.body)))
             return
-        async for chunk in ollama.chat_stream(plan.upstream.payload):
+        async for chunk in ollama.chat_stream(plan.body, on_open=lambda: emit([])):
             emit(machine.finish(chunk) if chunk.get("done") else machine.feed(chunk))
             if machine.done:
                 return

@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -28,6 +29,7 @@ from proxy_app.errors import (
 )
 from proxy_app.metrics import Metrics
 from proxy_app.ollama import ModelCatalog, OllamaClient
+from proxy_app.redact import install_access_log_filter
 from proxy_app.routes import health, messages, models
 from proxy_app.tokens import TokenCounter
 
@@ -40,7 +42,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        install_access_log_filter()  # query values (keys sent as ?key=…) never reach the log
         ollama = OllamaClient(
             settings.ollama_url,
             connect_timeout=settings.connect_timeout,
@@ -58,7 +61,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Qwen's vocabulary takes ~0.5 s to load: do it now rather than in the first request.
         await asyncio.to_thread(vocab.vocabulary_for, "qwen2")
         try:
-            yield
+            # Lifespan state reaches uvicorn's protocol too: its refusals count in /metrics.
+            yield {"metrics": app.state.metrics}
         finally:
             await ollama.aclose()
             await services.cache.aclose()
@@ -69,6 +73,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
+        # `POST /v1/messages/` is a 404, never a redirect built from the client's Host header.
+        redirect_slashes=False,
     )
     app.state.metrics = Metrics()
     app.include_router(messages.router)

@@ -16,6 +16,9 @@ class Metrics:
         # (model class Claude Code asked for, direction): what the same tokens cost at Anthropic
         self.class_tokens: Counter[tuple[str, str]] = Counter()
         self.recovered_tool_calls = 0
+        # answered by the protocol before the app (proxy_app.server): header_too_large,
+        # incomplete_request, connection_cap
+        self.refused: Counter[str] = Counter()
         self.latency_buckets = [0] * len(LATENCY_BUCKETS)
         self.latency_sum = 0.0
         self.latency_count = 0
@@ -58,6 +61,12 @@ class Metrics:
         ]
         for kind, count in sorted(self.upstream_errors.items()):
             lines.append(f'proxy_upstream_errors_total{{type="{kind}"}} {count}')
+        lines += [
+            "# HELP proxy_refused_total Requests refused by the protocol limits, by reason.",
+            "# TYPE proxy_refused_total counter",
+        ]
+        for reason, count in sorted(self.refused.items()):
+            lines.append(f'proxy_refused_total{{reason="{reason}"}} {count}')
         lines += [
             "# HELP proxy_tokens_total Tokens reported by Ollama, by direction.",
             "# TYPE proxy_tokens_total counter",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +22,7 @@ from proxy_app.errors import (
     UpstreamError,
     UpstreamTimeoutError,
 )
+from proxy_app.redact import redact_url
 
 JSON_HEADERS = {"content-type": "application/json"}
 
@@ -41,6 +42,7 @@ class OllamaClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.shown_url = redact_url(self.base_url)  # for messages and logs: no credentials
         timeout = httpx.Timeout(read_timeout, connect=connect_timeout, pool=None)
         limits = httpx.Limits(max_connections=256, max_keepalive_connections=32)
         self._http = httpx.AsyncClient(
@@ -50,20 +52,30 @@ class OllamaClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def chat_stream(self, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        """Yield NDJSON chunks of a streaming /api/chat; a mid-stream `error` line raises."""
+    async def chat_stream(
+        self, body: bytes, on_open: Callable[[], None] | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Yield NDJSON chunks of a streaming /api/chat (`body` has `"stream": true`); a
+        mid-stream `error` line raises.
+
+        `on_open` is called once Ollama has answered 200 (with real Ollama: its first token).
+        """
         with self._translate_failures("/api/chat"):
             async with self._http.stream(
-                "POST", "/api/chat", content=orjson.dumps(payload), headers=JSON_HEADERS
+                "POST", "/api/chat", content=body, headers=JSON_HEADERS
             ) as response:
                 if response.status_code != 200:
                     await response.aread()
                     raise upstream_error(response.status_code, _error_text(response.content))
+                if on_open is not None:
+                    on_open()
                 final = None
                 async for line in response.aiter_lines():
                     if not line.strip():
                         continue
                     chunk = orjson.loads(line)
+                    if not isinstance(chunk, dict):
+                        raise UpstreamError(f"Ollama sent a non-object line: {line[:200]!r}")
                     if "error" in chunk:
                         raise upstream_error(500, str(chunk["error"]), mid_stream=True)
                     if chunk.get("done"):
@@ -73,9 +85,9 @@ class OllamaClient:
                 if final is not None:
                     yield final
 
-    async def chat(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """A non-streaming /api/chat: the whole answer in one final chunk."""
-        answer: dict[str, Any] = await self.post_json("/api/chat", {**payload, "stream": False})
+    async def chat(self, body: bytes) -> dict[str, Any]:
+        """A non-streaming /api/chat (`body` has `"stream": false`): one final chunk."""
+        answer: dict[str, Any] = await self._request("POST", "/api/chat", body, None)
         return answer
 
     async def get_json(self, path: str, *, timeout: float | None = None) -> Any:
@@ -84,22 +96,22 @@ class OllamaClient:
     async def post_json(
         self, path: str, body: dict[str, Any], *, timeout: float | None = None
     ) -> Any:
-        return await self._request("POST", path, body, timeout)
+        return await self._request("POST", path, orjson.dumps(body), timeout)
 
     async def _request(
-        self, method: str, path: str, body: dict[str, Any] | None, timeout: float | None
+        self, method: str, path: str, body: bytes | None, timeout: float | None
     ) -> Any:
         with self._translate_failures(path):
             response = await self._http.request(
                 method,
                 path,
-                content=None if body is None else orjson.dumps(body),
+                content=body,
                 headers=JSON_HEADERS,
                 timeout=timeout or httpx.USE_CLIENT_DEFAULT,
             )
-        if response.status_code != 200:
-            raise upstream_error(response.status_code, _error_text(response.content))
-        return orjson.loads(response.content)
+            if response.status_code != 200:
+                raise upstream_error(response.status_code, _error_text(response.content))
+            return orjson.loads(response.content)
 
     @contextmanager
     def _translate_failures(self, path: str) -> Iterator[None]:
@@ -108,13 +120,18 @@ class OllamaClient:
             yield
         except httpx.TimeoutException as exc:
             raise UpstreamTimeoutError(
-                f"Ollama at {self.base_url} did not answer {path} in time "
+                f"Ollama at {self.shown_url} did not answer {path} in time "
                 f"({type(exc).__name__}); raise PROXY_READ_TIMEOUT for very long generations."
             ) from exc
         except httpx.TransportError as exc:
             raise OverloadedError(
-                f"Ollama at {self.base_url} is unreachable ({exc or type(exc).__name__}); "
+                f"Ollama at {self.shown_url} is unreachable "
+                f"({redact_url(str(exc)) or type(exc).__name__}); "
                 "check that `ollama serve` is running."
+            ) from exc
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamError(
+                f"Ollama sent {path} an answer that is not valid JSON: {exc}"
             ) from exc
 
 
@@ -195,15 +212,28 @@ class ModelCatalog:
         return self._tags
 
     async def digest(self, name: str) -> str | None:
-        """The model's digest, or None when Ollama does not have it (after a fresh look)."""
+        """The model's digest, or None when Ollama does not have it (after a fresh look).
+
+        While Ollama is unreachable the last known digest is kept (for another `ttl`), so
+        cached answers are still served; a model never seen raises the error.
+        """
         name = canonical_name(name)
         if name not in self._tags or time.monotonic() - self._fetched > self._ttl:
-            await self.refresh()
+            try:
+                await self.refresh()
+            except (OverloadedError, UpstreamTimeoutError):
+                if name not in self._tags:
+                    raise
+                self._fetched = time.monotonic()  # do not knock on a dead Ollama every request
         entry = self._tags.get(name)
         return None if entry is None else str(entry.get("digest", ""))
 
     async def has(self, name: str) -> bool:
         return await self.digest(name) is not None
+
+    def known(self, name: str) -> bool:
+        """Whether the model was in the last /api/tags Ollama answered."""
+        return canonical_name(name) in self._tags
 
     async def profile(self, name: str) -> ModelProfile:
         """From /api/show, cached per digest (a re-pulled model is asked again)."""

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from proxy_app.anthropic import Block, CountTokensRequest, MessagesRequest
+from proxy_app.blocks import block_text, block_type, image_data, required
 from proxy_app.errors import InvalidRequestError
+from proxy_app.nesting import MAX_DEPTH, fits_as_arguments, json_depth
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +48,7 @@ def system_text(system: str | list[Block] | None) -> str:
     blocks = [{"type": "text", "text": system}] if isinstance(system, str) else system
     texts = []
     for i, block in enumerate(blocks):
-        text = _block_text(block, f"system.{i}")
+        text = block_text(block, f"system.{i}")
         if text and not text.startswith(BILLING_PREFIX):
             texts.append(text)
     return "\n\n".join(texts)
@@ -148,17 +150,17 @@ def _assistant_message(
     texts: list[str] = []
     calls: list[dict[str, Any]] = []
     for j, block in enumerate(blocks):
-        kind = _block_type(block, f"{where}.{j}")
+        kind = block_type(block, f"{where}.{j}")
         if kind == "tool_use":
-            call_id = _field(block, "id", str, f"{where}.{j}")
-            name = _field(block, "name", str, f"{where}.{j}")
+            call_id = required(block, "id", str, f"{where}.{j}")
+            name = required(block, "name", str, f"{where}.{j}")
             arguments = block.get("input") or {}
             if not isinstance(arguments, dict):
                 raise InvalidRequestError(f"{where}.{j}.input: must be an object")
             tool_names[call_id] = name
             calls.append({"id": call_id, "function": {"name": name, "arguments": arguments}})
         elif kind not in ("thinking", "redacted_thinking"):
-            text = _block_text(block, f"{where}.{j}")
+            text = block_text(block, f"{where}.{j}")
             if text:
                 texts.append(text)
     message: dict[str, Any] = {"role": "assistant", "content": "\n\n".join(texts)}
@@ -175,13 +177,13 @@ def _user_messages(
     texts: list[str] = []
     images: list[str] = []
     for j, block in enumerate(blocks):
-        kind = _block_type(block, f"{where}.{j}")
+        kind = block_type(block, f"{where}.{j}")
         if kind == "tool_result":
             turns.append(_tool_message(block, f"{where}.{j}", tool_names))
         elif kind == "image":
-            images.append(_image_data(block, f"{where}.{j}"))
+            images.append(image_data(block, f"{where}.{j}"))
         else:
-            text = _block_text(block, f"{where}.{j}")
+            text = block_text(block, f"{where}.{j}")
             if text:
                 texts.append(text)
     if texts or images:
@@ -193,18 +195,20 @@ def _user_messages(
 
 
 def _tool_message(block: Block, where: str, tool_names: dict[str, str]) -> dict[str, Any]:
-    call_id = _field(block, "tool_use_id", str, where)
-    content = block.get("content", "")
+    call_id = required(block, "tool_use_id", str, where)
+    content = block.get("content")
+    if content is None:
+        content = ""
     images: list[str] = []
     if isinstance(content, str):
         text = content
     elif isinstance(content, list):
         parts = []
         for k, inner in enumerate(content):
-            if _block_type(inner, f"{where}.content.{k}") == "image":
-                images.append(_image_data(inner, f"{where}.content.{k}"))
+            if block_type(inner, f"{where}.content.{k}") == "image":
+                images.append(image_data(inner, f"{where}.content.{k}"))
             else:
-                parts.append(_block_text(inner, f"{where}.content.{k}") or "")
+                parts.append(block_text(inner, f"{where}.content.{k}") or "")
         text = "\n\n".join(p for p in parts if p)
     else:
         raise InvalidRequestError(f"{where}.content: must be a string or a list of blocks")
@@ -218,46 +222,8 @@ def _tool_message(block: Block, where: str, tool_names: dict[str, str]) -> dict[
     return message
 
 
-def _block_text(block: Block, where: str) -> str | None:
-    """The text a block carries, or None for blocks with nothing the model can read."""
-    kind = _block_type(block, where)
-    if kind == "text":
-        return str(_field(block, "text", str, where))
-    if kind in ("mid_conv_system", "search_result") or (
-        kind == "document" and isinstance(block.get("content"), list)
-    ):
-        inner = block.get("content") or []
-        title = block.get("title")
-        body = "\n\n".join(b.get("text", "") for b in inner if isinstance(b, dict))
-        return f"{title}\n\n{body}" if title else body
-    if kind == "document":
-        return _document_text(block)
-    if kind == "tool_reference":
-        return f"[tool reference: {block.get('tool_name') or block.get('name', '')}]"
-    log.debug("skipping %s block at %s", kind, where)
-    return None
-
-
-def _document_text(block: Block) -> str:
-    source = block.get("source") or {}
-    title = block.get("title") or "document"
-    if source.get("type") == "text":
-        return f"{title}\n\n{source.get('data', '')}"
-    return f"[{title} omitted: this model cannot read {source.get('media_type', 'binary')} files]"
-
-
-def _image_data(block: Block, where: str) -> str:
-    source = block.get("source")
-    if not isinstance(source, dict) or source.get("type") != "base64":
-        raise InvalidRequestError(
-            f"{where}.source: only base64 images are supported by Ollama; "
-            "send the image data instead of a URL"
-        )
-    return str(_field(source, "data", str, f"{where}.source"))
-
-
 def _joined_text(blocks: list[Block], where: str) -> str:
-    texts = (_block_text(b, f"{where}.{j}") for j, b in enumerate(blocks))
+    texts = (block_text(b, f"{where}.{j}") for j, b in enumerate(blocks))
     return "\n\n".join(t for t in texts if t)
 
 
@@ -276,24 +242,33 @@ def _append(out: list[dict[str, Any]], message: dict[str, Any]) -> None:
             last[key] = last.get(key, []) + message[key]
 
 
-def _block_type(block: Any, where: str) -> str:
-    if not isinstance(block, dict) or not isinstance(block.get("type"), str):
-        raise InvalidRequestError(f"{where}.type: every content block needs a string `type`")
-    return str(block["type"])
-
-
-def _field(block: dict[str, Any], name: str, kind: type, where: str) -> Any:
-    value = block.get(name)
-    if not isinstance(value, kind):
-        raise InvalidRequestError(f"{where}.{name}: Field required ({kind.__name__})")
-    return value
+def deepest_field(request: CountTokensRequest) -> tuple[str, int]:
+    """The tool schema or tool_use input that nests deepest: (its path, its depth)."""
+    fields = [
+        (f"tools.{i}.input_schema", tool.input_schema) for i, tool in enumerate(request.tools or [])
+    ]
+    for i, message in enumerate(request.messages):
+        if isinstance(message.content, list):
+            fields += [
+                (f"messages.{i}.content.{j}.input", block.get("input"))
+                for j, block in enumerate(message.content)
+                if isinstance(block, dict) and block.get("type") == "tool_use"
+            ]
+    depths = [(where, json_depth(value)) for where, value in fields]
+    return max(depths, key=lambda pair: pair[1], default=("body", 0))
 
 
 def tool_input_json(arguments: Any) -> dict[str, Any]:
-    """Ollama sends arguments as an object; some models emit a JSON string instead."""
+    """Ollama sends arguments as an object; some models emit a JSON string instead.
+
+    Arguments nested deeper than MAX_DEPTH (a runaway model) cannot be serialised again;
+    they are replaced by a sentence the client's tool will reject, so the turn still ends.
+    """
     if isinstance(arguments, str):
         try:
             arguments = json.loads(arguments)
-        except ValueError:
+        except (ValueError, RecursionError):
             return {"_raw": arguments}
+    if not fits_as_arguments(arguments):
+        return {"_error": f"the model's arguments nest deeper than {MAX_DEPTH} levels"}
     return arguments if isinstance(arguments, dict) else {"_value": arguments}

@@ -15,6 +15,7 @@ from devkit.ports import free_port
 from ollama_double.server import OllamaDouble
 from proxy_app.config import Settings
 from proxy_app.main import create_app
+from proxy_app.server import uvicorn_options
 
 pytest_plugins = ["devkit.redis_tls", "tests.deployed"]
 
@@ -46,7 +47,12 @@ class LiveProxy:
         self.settings = settings
         self.app = create_app(settings)
         config = uvicorn.Config(
-            self.app, host="127.0.0.1", port=settings.port, log_level="warning", lifespan="on"
+            self.app,
+            host="127.0.0.1",
+            port=settings.port,
+            log_level="warning",
+            lifespan="on",
+            **uvicorn_options(settings),
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

@@ -16,7 +16,9 @@ router = APIRouter()
 
 @router.get("/health")
 async def health(services: ServicesDep) -> JSONResponse:
-    """healthy: all ok; degraded: answers possible but something is off; unhealthy: no Ollama."""
+    """healthy: all ok; degraded: answers possible but something is off (the cache is down,
+    the model is missing, or Ollama is down but cached answers are served); unhealthy: no
+    Ollama and no cache to answer from."""
     components: dict[str, dict[str, Any]] = {}
     model = canonical_name(services.settings.default_model)
     try:
@@ -36,7 +38,9 @@ async def health(services: ServicesDep) -> JSONResponse:
         components["ollama"] = {"status": "error", "error": exc.message}
         components["model"] = {"status": "unknown", "name": model}
     components["cache"] = await services.cache.health()
-    if components["ollama"]["status"] != "ok":
+    # Without Ollama, cached answers for a model seen before are still served.
+    from_cache = components["cache"]["status"] == "ok" and services.catalog.known(model)
+    if components["ollama"]["status"] != "ok" and not from_cache:
         status = "unhealthy"
     elif any(c["status"] == "error" for c in components.values()):
         status = "degraded"

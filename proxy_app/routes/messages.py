@@ -2,39 +2,29 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.requests import ClientDisconnect
 
 from proxy_app.anthropic import CountTokensRequest, MessagesRequest, parse_body
 from proxy_app.auth import authenticate
+from proxy_app.cache_policy import CachePolicy, cache_policy, through_cache
 from proxy_app.deps import Services, ServicesDep
-from proxy_app.errors import ProxyError, RequestTooLargeError, UpstreamError, envelope
+from proxy_app.errors import (
+    ClientDisconnectedError,
+    ProxyError,
+    RequestTooLargeError,
+)
 from proxy_app.generation import Plan, plan, prompt_limit, relay
-from proxy_app.sse import PING, format_event
+from proxy_app.sse import Emit, LiveStream, format_event
 from proxy_app.streaming import AnthropicEventStream, Event, new_message_id, replay_events
 
 router = APIRouter()
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
-Emit = Callable[[list[Event]], None]
-
-
-@dataclass
-class CachePolicy:
-    """What the response cache may do for this request, and the `x-cache` header it earns."""
-
-    key: str = ""
-    read: bool = False
-    write: bool = False
-
-    @property
-    def label(self) -> str:
-        return "MISS" if self.read else "BYPASS"
 
 
 @router.post("/v1/messages")
@@ -44,12 +34,18 @@ async def create_message(request: Request, services: ServicesDep) -> Response:
     planned = await _plan(body, services)
     # `max_tokens: 0` only warms the prompt: nothing to cache, nothing to generate.
     warm_only = body.max_tokens == 0
-    policy = CachePolicy() if warm_only else _cache_policy(request, services, planned, api_key)
+    directives = request.headers.get("cache-control", "")
+    policy = (
+        CachePolicy()
+        if warm_only
+        else cache_policy(services.cache, planned, api_key=api_key, directives=directives)
+    )
     if policy.read:
         hit = await services.cache.get(policy.key)
         if hit is not None:
             hit.update(id=new_message_id(), model=body.model)
             return _answer(body.stream, hit, "HIT")
+    planned.encode(body, stream=body.stream)
     limit = prompt_limit(services.settings, planned.upstream_model, body.max_tokens)
     planned.measure(services.counter, limit=limit)
     machine = planned.machine()
@@ -59,9 +55,15 @@ async def create_message(request: Request, services: ServicesDep) -> Response:
     produce = _producer(services, planned, machine, policy, stream=body.stream)
     headers = {"x-cache": policy.label}
     if body.stream:
-        stream = _sse(machine, produce, services.settings.ping_interval, request.state.request_id)
+        live = LiveStream(
+            machine,
+            produce,
+            ping_interval=services.settings.ping_interval,
+            request_id=request.state.request_id,
+        )
+        await live.open(wait=services.settings.stream_wait)
         return StreamingResponse(
-            stream, media_type="text/event-stream", headers={**SSE_HEADERS, **headers}
+            live.frames(), media_type="text/event-stream", headers={**SSE_HEADERS, **headers}
         )
     message = await produce(_discard)
     return JSONResponse({**message, "id": machine.message_id, "model": body.model}, headers=headers)
@@ -72,18 +74,28 @@ async def count_tokens(request: Request, services: ServicesDep) -> JSONResponse:
     authenticate(request, services.settings.api_keys)
     body = parse_body(await _read_body(request, services), CountTokensRequest)
     planned = await _plan(body, services)
+    planned.encode(body, stream=False)  # refuses what could not be sent to Ollama
     return JSONResponse({"input_tokens": planned.measure(services.counter)})
 
 
 async def _read_body(request: Request, services: Services) -> bytes:
+    """The whole body, refused with 413 as soon as it passes the limit (chunked or not)."""
     limit = services.settings.max_body_bytes
+    too_large = RequestTooLargeError(f"The request body is over the {limit}-byte limit.")
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        raise RequestTooLargeError(f"The request body is over the {limit}-byte limit.")
-    body = await request.body()
-    if len(body) > limit:
-        raise RequestTooLargeError(f"The request body is over the {limit}-byte limit.")
-    return body
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise too_large
+            chunks.append(chunk)
+    except ClientDisconnect as exc:
+        raise ClientDisconnectedError() from exc
+    return b"".join(chunks)
 
 
 async def _plan(body: CountTokensRequest, services: Services) -> Plan:
@@ -94,23 +106,6 @@ async def _plan(body: CountTokensRequest, services: Services) -> Plan:
         raise
 
 
-def _cache_policy(request: Request, services: Services, planned: Plan, api_key: str) -> CachePolicy:
-    cache = services.cache
-    material = planned.upstream.key_material()
-    if not cache.cacheable_request(material):  # cache off, or not this request's mode
-        cache.record_bypass()
-        return CachePolicy()
-    directives = request.headers.get("cache-control", "").lower()
-    policy = CachePolicy(
-        key=cache.key(api_key=api_key, model_digest=planned.digest, upstream=material),
-        read="no-cache" not in directives,
-        write="no-store" not in directives,
-    )
-    if not policy.read:
-        cache.record_bypass()
-    return policy
-
-
 def _producer(
     services: Services,
     planned: Plan,
@@ -119,33 +114,16 @@ def _producer(
     *,
     stream: bool,
 ) -> Callable[[Emit], Awaitable[dict[str, Any]]]:
-    """The generation, single-flighted through the cache when the request is cacheable.
-
-    A request that joins an identical one already in flight gets that one's message; the
-    streaming path then replays its blocks after its own message_start.
-    """
+    """The generation, through the cache (stored, and shared by identical requests)."""
 
     async def generate(emit: Emit) -> dict[str, Any]:
         await _run(services, planned, machine, emit, stream=stream)
-        message = machine.message()
-        if policy.write:
-            await services.cache.put(policy.key, message)
-        return message
+        return machine.message()
 
     async def produce(emit: Emit) -> dict[str, Any]:
-        if not policy.read:
-            return await generate(emit)
-        generated = False
-
-        async def lead() -> dict[str, Any]:
-            nonlocal generated
-            generated = True
-            return await generate(emit)
-
-        message: dict[str, Any] = await services.cache.run_once(policy.key, lead)
-        if not generated:
-            emit(replay_events({**message, "id": machine.message_id}, machine.message_id)[1:])
-        return message
+        return await through_cache(
+            services.cache, policy, generate, emit, message_id=machine.message_id
+        )
 
     return produce
 
@@ -170,78 +148,6 @@ async def _run(
     metrics.recovered_tool_calls += machine.recovered_calls
     if machine.prompt_eval_count and planned.counted is not None:
         services.counter.observe(planned.upstream_model, planned.counted, machine.prompt_eval_count)
-
-
-async def _sse(
-    machine: AnthropicEventStream,
-    produce: Callable[[Emit], Awaitable[dict[str, Any]]],
-    ping_interval: float,
-    request_id: str,
-) -> AsyncIterator[bytes]:
-    """Frame events as they come; ping while Ollama is silent (prefill can take minutes).
-
-    message_start and a ping go out at once, before the prefill ends (wire contract §2.5).
-    The generation runs in its own task: when the client disconnects this generator is
-    closed, the `finally` cancels the task, and the upstream connection closes with it.
-    """
-    yield b"".join(format_event(*event) for event in machine.start()) + PING
-    queue: asyncio.Queue[list[Event] | BaseException | bytes | None] = asyncio.Queue()
-    loop = asyncio.get_running_loop()
-    last_sent = loop.time()
-
-    def emit(events: list[Event]) -> None:
-        nonlocal last_sent
-        last_sent = loop.time()
-        queue.put_nowait(events)
-
-    async def run() -> None:
-        try:
-            await produce(emit)
-            queue.put_nowait(None)
-        except Exception as exc:
-            queue.put_nowait(exc)
-
-    async def keep_alive() -> None:
-        nonlocal last_sent
-        while True:
-            await asyncio.sleep(max(ping_interval - (loop.time() - last_sent), 0.01))
-            if loop.time() - last_sent >= ping_interval:
-                last_sent = loop.time()
-                queue.put_nowait(PING)
-
-    tasks = [asyncio.create_task(run()), asyncio.create_task(keep_alive())]
-    try:
-        while True:
-            items = [await queue.get()]
-            while not queue.empty():  # everything produced meanwhile goes out in one write
-                items.append(queue.get_nowait())
-            end = next((i for i, item in enumerate(items) if _final(item)), None)
-            frames = [
-                _frame(item, request_id) for item in items[: None if end is None else end + 1]
-            ]
-            yield b"".join(frames)
-            if end is not None:
-                return
-    finally:
-        for task in tasks:
-            task.cancel()
-
-
-def _final(item: object) -> bool:
-    """The generation ended (None) or failed: nothing follows this item."""
-    return item is None or isinstance(item, BaseException)
-
-
-def _frame(item: list[Event] | BaseException | bytes | None, request_id: str) -> bytes:
-    """SSE bytes for one queue item (a ping is already framed; the end is empty)."""
-    if item is None:
-        return b""
-    if isinstance(item, bytes):
-        return item
-    if isinstance(item, BaseException):
-        error = item if isinstance(item, ProxyError) else UpstreamError()
-        return format_event("error", envelope(error, request_id))
-    return b"".join(format_event(*event) for event in item)
 
 
 def _discard(events: list[Event]) -> None:

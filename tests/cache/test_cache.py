@@ -408,25 +408,53 @@ async def test_run_once_uncacheable_result_followers_rerun() -> None:
     assert calls == 3
 
 
-async def test_run_once_leader_cancelled_followers_rerun() -> None:
+async def test_run_once_leader_cancelled_followers_keep_its_generation() -> None:
     cache = ResponseCache(settings_for(None))
     calls = 0
+    gate = asyncio.Event()
 
     async def produce() -> dict[str, Any] | None:
         nonlocal calls
         calls += 1
-        if calls == 1:
-            await asyncio.sleep(10)
+        await gate.wait()
         return message()
 
     leader = asyncio.create_task(cache.run_once("k", produce))
     await asyncio.sleep(0.01)
-    follower = asyncio.create_task(cache.run_once("k", produce))
+    followers = [asyncio.create_task(cache.run_once("k", produce)) for _ in range(3)]
     await asyncio.sleep(0.01)
     leader.cancel()
-    assert (await asyncio.wait_for(follower, 2))["type"] == "message"
+    await asyncio.sleep(0.01)
+    gate.set()
+    results = await asyncio.wait_for(asyncio.gather(*followers), 2)
+    assert all(r["type"] == "message" for r in results)
+    assert calls == 1  # the leader leaving did not start a second generation
     with pytest.raises(asyncio.CancelledError):
         await leader
+
+
+async def test_run_once_generation_stops_when_the_last_caller_leaves() -> None:
+    cache = ResponseCache(settings_for(None))
+    started, stopped = asyncio.Event(), asyncio.Event()
+
+    async def produce() -> dict[str, Any] | None:
+        started.set()
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            stopped.set()
+            raise
+        return message()
+
+    callers = [asyncio.create_task(cache.run_once("k", produce)) for _ in range(3)]
+    await started.wait()
+    for caller in callers[:2]:
+        caller.cancel()
+    await asyncio.sleep(0.01)
+    assert not stopped.is_set()  # one caller still waits
+    callers[2].cancel()
+    await asyncio.wait_for(stopped.wait(), 2)
+    assert cache.in_flight() == 0
 
 
 async def test_run_once_cancelled_follower_does_not_hurt_leader() -> None:

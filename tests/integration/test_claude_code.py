@@ -114,14 +114,16 @@ def test_overflow_makes_claude_code_compact_and_finish(
 def test_claude_code_retries_when_ollama_is_busy(
     proxy: LiveProxy, double: OllamaDouble, tmp_path: Path
 ) -> None:
-    """Ollama's 503 (queue full) reaches Claude Code as an `overloaded_error` SSE event, which
-    it retries; the second attempt is answered."""
+    """Ollama's 503 (queue full) reaches Claude Code as HTTP 529 `overloaded_error` with
+    `retry-after` (the stream waits for Ollama's status), which it retries; the second attempt
+    is answered."""
     double.script(Reply.http_error(503, ERR_QUEUE_FULL), Reply("recovered after a retry"))
     done = run_claude("hi", proxy.url, API_KEY, str(tmp_path))
     assert done.returncode == 0, done.stderr
     assert "recovered after a retry" in done.stdout
     assert len(double.chat_requests) == 2
     assert proxy.app.state.metrics.upstream_errors["overloaded_error"] == 1
+    assert proxy.app.state.metrics.requests[("/v1/messages", 529)] == 1
 
 
 @pytest.mark.parametrize("shape", ["well_formed", "no_function_close", "parameters_after_function"])
