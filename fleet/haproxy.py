@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import shutil
 import subprocess
 import time
@@ -87,13 +88,14 @@ def haproxy_binary() -> str:
 def check_config(path: Path) -> None:
     """Validate a config with ``haproxy -c``, warnings included; raise GatewayError with why."""
     done = subprocess.run(
-        [haproxy_binary(), "-dW", "-c", "-q", "-f", str(path)],
+        [haproxy_binary(), "-dW", "-c", "-f", str(path)],
         capture_output=True, text=True, timeout=30, check=False,
     )
     if done.returncode != 0:
         output = (done.stdout + done.stderr).splitlines()
         lines = [line for line in output if "ALERT" in line or "WARNING" in line]
-        reason = (lines or output or ["no output"])[0]
+        first = (lines or output or ["no output"])[0]
+        reason = re.sub(r"^\[\w+\]\s+\(\d+\) : (config : )?", "", first)
         raise GatewayError(f"HAProxy rejected the generated config {path}: {reason.strip()}")
 
 
