@@ -7,6 +7,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
 
 import httpx
 
@@ -31,7 +35,8 @@ def test_requests_without_a_session_go_to_the_least_busy_host(gateway: Gateway) 
     with httpx.Client(base_url=gateway.url, timeout=30) as other, other.stream(
         "POST", "/v1/messages", json=message("long one", stream=True), headers=headers()
     ) as held:
-        next(held.iter_bytes())  # message_start: the request is on its host
+        chunks = held.iter_bytes()  # kept: a dropped iterator closes the response
+        next(chunks)  # message_start: the request is on its host
         busy = gateway.host_of("long one")
         idle = next(name for name in gateway.hosts if name != busy)
         gateway.hosts[idle].double.reset()  # its scripted hang is not needed
@@ -120,6 +125,37 @@ def test_no_host_up_is_a_529_overloaded_envelope(gateway: Gateway) -> None:
         assert body["type"] == "error"
         assert body["error"]["type"] == "overloaded_error"
         assert body["request_id"] == reply.headers["request-id"]
+
+
+def test_a_full_queue_and_a_queue_timeout_are_529_overloaded(
+    make_gateway: Callable[..., Gateway],
+) -> None:
+    gateway = make_gateway(server_maxconn=1, max_queue=1, queue_timeout="1s")
+    for host in gateway.hosts.values():
+        host.double.script(Reply("x", hang=True, hang_interval=0.1))
+    readers = []  # kept: a dropped iterator closes its response
+    with ExitStack() as held:
+        for i in range(2):  # one endless stream per host fills every slot
+            client = held.enter_context(httpx.Client(base_url=gateway.url, timeout=30))
+            stream = held.enter_context(client.stream(
+                "POST", "/v1/messages", json=message(f"hold {i}", stream=True), headers=headers()))
+            readers.append(stream.iter_bytes())
+            next(readers[-1])
+        waiting = held.enter_context(httpx.Client(base_url=gateway.url, timeout=30))
+        queued = threading.Thread(target=lambda: results.append(waiting.post(
+            "/v1/messages", json=message("queued"), headers=headers())))
+        results: list[httpx.Response] = []
+        queued.start()
+        deadline = time.monotonic() + 10
+        while not gateway.queued() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        full = gateway.ask("no room")  # the queue holds one request: this one is refused
+        queued.join(timeout=10)
+    for reply in (full, results[0]):
+        assert reply.status_code == 529, reply.text
+        assert reply.json()["error"]["type"] == "overloaded_error"
+        assert reply.headers["retry-after"] == "5"
+    assert "queue is full" in full.json()["error"]["message"]
 
 
 def test_oversized_headers_are_a_431_envelope(gateway: Gateway) -> None:
