@@ -94,6 +94,7 @@ gateway-status: venv ## one line per host of the running gateway
 
 bench: deps ## benchmarks (bench/results/)
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.gateway
 
 bench-deploy: deps ## time the first deploy and the re-run on fleets of 1 and 2 sandbox hosts
 	$(BIN)/python -m bench.deploy

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import random
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from contextlib import ExitStack
 
@@ -18,15 +20,16 @@ from ollama_double.server import Reply
 from tests.fleet.conftest import REPO, Gateway, headers, message
 
 
-def test_one_session_stays_on_one_host_and_sessions_spread(gateway: Gateway) -> None:
-    sessions = [f"session-{i}" for i in range(16)]
-    for turn in range(3):
+def test_one_session_stays_on_one_host_and_sessions_spread_evenly(gateway: Gateway) -> None:
+    rng = random.Random(7)  # Claude Code's session ids are random UUIDs
+    sessions = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(24)]
+    for turn in range(2):
         for session in sessions:
             assert gateway.ask(f"{session} turn {turn}", session).status_code == 200
-    placement = {s: {gateway.host_of(f"{s} turn {t}") for t in range(3)} for s in sessions}
+    placement = {s: {gateway.host_of(f"{s} turn {t}") for t in range(2)} for s in sessions}
     assert all(len(hosts) == 1 for hosts in placement.values()), placement
-    used = {next(iter(hosts)) for hosts in placement.values()}
-    assert used == {"host-a", "host-b"}, placement
+    on_a = sum(hosts == {"host-a"} for hosts in placement.values())
+    assert 8 <= on_a <= 16, f"{on_a} of 24 sessions on host-a"
 
 
 def test_requests_without_a_session_go_to_the_least_busy_host(gateway: Gateway) -> None:
