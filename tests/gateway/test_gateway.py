@@ -17,7 +17,7 @@ from contextlib import ExitStack
 import httpx
 
 from ollama_double.server import Reply
-from tests.fleet.conftest import REPO, Gateway, headers, message
+from tests.gateway.conftest import REPO, Gateway, headers, message
 
 
 def test_one_session_stays_on_one_host_and_sessions_spread_evenly(gateway: Gateway) -> None:
