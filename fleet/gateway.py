@@ -16,13 +16,14 @@ sentence when the inventory, the key or a port is wrong.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import socket
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,35 @@ def tunnel_commands(
     return commands
 
 
+def _check_port(port: int, flag: str) -> None:
+    """Raise a sentence naming a free port when something listens on 127.0.0.1:``port``."""
+    with socket.socket() as sock:
+        # As HAProxy binds: a port left in TIME_WAIT by the previous gateway is free.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+            sock.listen()
+            return
+        except OSError:
+            pass
+    raise tunnel.TunnelError(
+        f"Local port {port} is already in use; pick a free one, e.g. "
+        f"{flag} {tunnel.free_port_near(port)}."
+    )
+
+
+@contextlib.contextmanager
+def _after_tunnels_open(ports: Mapping[str, int], timeout: float = 15) -> Iterator[None]:
+    """Wait (up to ``timeout``) for the tunnels' local ends, so no first check fails for nothing."""
+    deadline = time.monotonic() + timeout
+    for port in ports.values():
+        try:
+            tunnel.wait_for_port(port, timeout=max(0.1, deadline - time.monotonic()))
+        except tunnel.TunnelError:
+            pass  # that host is down or slow: HAProxy's checks will say so
+    yield
+
+
 def wait_until_up(cfg: GatewayConfig, timeout: float = READY_TIMEOUT) -> list[dict[str, Any]]:
     """Wait until every host passed its health check (or ``timeout``); return their status."""
     deadline = time.monotonic() + timeout
@@ -77,8 +107,8 @@ def wait_until_up(cfg: GatewayConfig, timeout: float = READY_TIMEOUT) -> list[di
 
 def run(args: argparse.Namespace) -> int:
     try:
-        tunnel.check_local_port(args.port)
-        tunnel.check_local_port(args.stats_port)
+        _check_port(args.port, "--port")
+        _check_port(args.stats_port, "--stats-port")
         hosts = tunnel.load_inventory(args.inventory)
         key = tunnel.proxy_key()
     except tunnel.TunnelError as exc:
@@ -98,9 +128,10 @@ def run(args: argparse.Namespace) -> int:
             print(exc, file=sys.stderr)
             return 2
         print(f"Opening {len(ports)} tunnel(s): "
-              + ", ".join(f"{name} on 127.0.0.1:{port}" for name, port in ports.items()),
-              file=sys.stderr, flush=True)
-        with Supervisor(tunnel_commands(hosts, ports)), HAProxy(config, cfg) as haproxy:
+              + ", ".join(f"{name} on 127.0.0.1:{port}" for name, port in ports.items())
+              + f" (ssh's messages: {workdir}/<host>.log)", file=sys.stderr, flush=True)
+        tunnels = Supervisor(tunnel_commands(hosts, ports), output_dir=Path(workdir))
+        with tunnels, _after_tunnels_open(ports), HAProxy(config, cfg) as haproxy:
             try:
                 status = wait_until_up(cfg)
                 for line in status_lines(status):

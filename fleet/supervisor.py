@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 RESTART_DELAY = 0.5
@@ -27,10 +28,16 @@ class Supervisor:
     """Runs each named command, re-starting it whenever it exits, until :meth:`stop`."""
 
     def __init__(
-        self, commands: Mapping[str, Sequence[str]], log: TextIO | None = None
+        self,
+        commands: Mapping[str, Sequence[str]],
+        log: TextIO | None = None,
+        output_dir: Path | None = None,
     ) -> None:
         self.commands = {name: list(argv) for name, argv in commands.items()}
         self.log = log or sys.stderr
+        # Each command's stderr goes to <output_dir>/<name>.log (ssh reports every refused
+        # forward there); its last line is quoted when the command exits.
+        self.output_dir = output_dir
         self.restarts = dict.fromkeys(self.commands, 0)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self._stopping = threading.Event()
@@ -58,18 +65,35 @@ class Supervisor:
             with self._lock:
                 if self._stopping.is_set():
                     return
-                proc = subprocess.Popen(self.commands[name], stdin=subprocess.DEVNULL)
+                proc = self._spawn(name)
                 self.procs[name] = proc
             status = proc.wait()
             if self._stopping.is_set():
                 return
             delay = RESTART_DELAY if time.monotonic() - started > STABLE_AFTER else delay
-            print(f"{name}: tunnel exited with status {status}; re-opening it in {delay:g} s.",
-                  file=self.log, flush=True)
+            print(f"{name}: tunnel exited with status {status}{self._last_words(name)}; "
+                  f"re-opening it in {delay:g} s.", file=self.log, flush=True)
             if self._stopping.wait(delay):
                 return
             self.restarts[name] += 1
             delay = min(delay * 2, MAX_RESTART_DELAY)
+
+    def _spawn(self, name: str) -> subprocess.Popen[bytes]:
+        if self.output_dir is None:
+            return subprocess.Popen(self.commands[name], stdin=subprocess.DEVNULL)
+        with (self.output_dir / f"{name}.log").open("ab") as stderr:
+            return subprocess.Popen(self.commands[name], stdin=subprocess.DEVNULL, stderr=stderr)
+
+    def _last_words(self, name: str) -> str:
+        """`` (<last line of its stderr>)`` when there is one."""
+        if self.output_dir is None:
+            return ""
+        try:
+            lines = (self.output_dir / f"{name}.log").read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        said = [line.strip() for line in lines if line.strip()]
+        return f" ({said[-1]})" if said else ""
 
     def stop(self) -> None:
         """Stop re-starting and terminate every command."""

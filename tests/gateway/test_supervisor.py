@@ -6,6 +6,7 @@ import io
 import os
 import signal
 import time
+from pathlib import Path
 
 from fleet import gateway
 from fleet.supervisor import Supervisor
@@ -45,6 +46,19 @@ def test_a_command_failing_at_once_backs_off() -> None:
             time.sleep(0.05)
     delays = [line.rsplit(" in ", 1)[1] for line in log.getvalue().splitlines()]
     assert delays[:3] == ["0.5 s.", "1 s.", "2 s."]
+
+
+def test_an_exit_is_reported_with_the_last_line_the_command_wrote(tmp_path: Path) -> None:
+    log = io.StringIO()
+    command = ["sh", "-c", "echo 'ssh: connect to host 10.0.0.5 port 22: Connection refused' >&2;"
+               " exit 255"]
+    with Supervisor({"vast-1": command}, log=log, output_dir=tmp_path):
+        deadline = time.monotonic() + 20
+        while not log.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert log.getvalue().splitlines()[0] == (
+        "vast-1: tunnel exited with status 255 (ssh: connect to host 10.0.0.5 port 22: "
+        "Connection refused); re-opening it in 0.5 s.")
 
 
 def test_gateway_tunnels_use_the_inventory_ssh_settings_and_never_prompt() -> None:
