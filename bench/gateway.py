@@ -46,6 +46,10 @@ MODES = (
     ("affinity", None, True),
     ("round robin", "roundrobin", True),
     ("least busy (no session id)", None, False),
+    # Not the gateway's routing: a candidate, placing each new session on the least busy host
+    # and keeping it there with a stick table (no consistent hashing).
+    ("least busy, then sticky", "leastconn\n    stick-table type string len 64 size 100k "
+     "expire 2h\n    stick on req.hdr(X-Claude-Code-Session-Id)", True),
 )
 # Simulated seconds between a session's answer and its next request (the tool runs, Claude Code
 # reads the result), drawn per turn: this also keeps sessions from moving in lock step.
@@ -156,9 +160,12 @@ def replay(
     return walls
 
 
-def affinity_simulation(workdir: Path, args: argparse.Namespace, k: int) -> dict[str, Any]:
+def affinity_simulation(
+    workdir: Path, args: argparse.Namespace, k: int, entries: int
+) -> dict[str, Any]:
     """Replay ``k`` sessions per seed through each routing; sum the doubles' counters."""
-    doubles = [KVCacheDouble(args.time_scale, models=["qwen2.5-coder:7b"], default_num_ctx=32768)
+    doubles = [KVCacheDouble(args.time_scale, cache_entries=entries,
+                             models=["qwen2.5-coder:7b"], default_num_ctx=32768)
                for _ in range(2)]
     for double in doubles:
         double.start()
@@ -192,7 +199,7 @@ def affinity_simulation(workdir: Path, args: argparse.Namespace, k: int) -> dict
                 row["prompt_tokens"] += sum(d.prompt_tokens for d in doubles)
                 row["walls"] += [w / args.time_scale for w in walls]
                 row["placement"].append([d.chats for d in doubles])
-                print(f"K={k} seed {seed} {name:28} prefill {row['prefill_s']:.1f} s "
+                print(f"{k}x{entries} seed {seed} {name:28} prefill {row['prefill_s']:.1f} s "
                       f"requests per host {[d.chats for d in doubles]}", flush=True)
     finally:
         for proxy in proxies:
@@ -228,14 +235,14 @@ def markdown(results: dict[str, Any]) -> str:
     for c, added in results["added_p50_ms"].items():
         lines.append(f"\nGateway adds {added} ms p50 at c={c}.")
     sim = results["simulation"]
-    lines += ["", "## Affinity vs round robin (simulated KV cache, 2 hosts, one slot each)", "",
+    lines += ["", "## Affinity vs round robin (simulated KV cache, 2 hosts)", "",
               f"{sim['settings']}", "",
-              "| K | routing | prefill s | prefill tokens | decode s | mean session wall s | "
-              "prefill × | wall × | requests per host, each run |",
+              "| K sessions × cached prompts per host | routing | prefill s | prefill tokens | "
+              "decode s | mean session wall s | prefill × | wall × | requests per host, each run |",
               "|---|---|---|---|---|---|---|---|---|"]
-    for k, modes in sim["by_k"].items():
+    for scenario, modes in sim["scenarios"].items():
         for mode, row in modes.items():
-            lines.append(f"| {k} | {mode} | {row['prefill_s']} | {row['prefill_tokens']} | "
+            lines.append(f"| {scenario} | {mode} | {row['prefill_s']} | {row['prefill_tokens']} | "
                          f"{row['decode_s']} | {row['session_wall_s']} | {row['prefill_ratio']} | "
                          f"{row['wall_ratio']} | {row['placement']} |")
     return "\n".join(lines) + "\n"
@@ -246,7 +253,8 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests-c1", type=int, default=150)
     parser.add_argument("--requests-c16", type=int, default=300)
-    parser.add_argument("--sessions", default="1,2,4", help="concurrent sessions K, a list")
+    parser.add_argument("--scenarios", default="1x1,2x1,4x1,4x2",
+                        help="KxE list: K concurrent sessions, E cached prompts per host")
     parser.add_argument("--turns", type=int, default=6, help="requests per session")
     parser.add_argument("--result-bytes", type=int, default=4000,
                         help="size of each turn's Read result")
@@ -272,8 +280,10 @@ def main() -> int:
                          f"{args.result_bytes} bytes; {THINK_S[0]}–{THINK_S[1]} s between "
                          f"turns; prefill 7980 tok/s, decode 152.6 tok/s "
                          f"(bench/kv_double.py); time scale {args.time_scale}"),
-            "by_k": {int(k): affinity_simulation(Path(tmp), args, int(k))
-                     for k in args.sessions.split(",")},
+            "scenarios": {
+                scenario: affinity_simulation(Path(tmp), args, *map(int, scenario.split("x")))
+                for scenario in args.scenarios.split(",")
+            },
         }
     results["bench_seconds"] = round(time.monotonic() - started, 1)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -1,10 +1,13 @@
 """The Ollama API double with a KV-cache cost model, for the affinity-vs-round-robin simulation.
 
-One slot per host (``num_parallel=1``, as OLLAMA_NUM_PARALLEL=1): the slot keeps the prompt it
-processed last. A request pays prefill time only for the part of its prompt after the longest
-prefix it shares with that cached prompt (Ollama/llama.cpp reuse the common token prefix of the
-slot), plus decode time for its answer. All sleeps are multiplied by ``time_scale`` so the bench
-stays short; the reported seconds are simulated seconds (GPU time at the rates below).
+One request at a time per host (``num_parallel=1``) and ``cache_entries`` cached prompts (1 by
+default: one slot, as OLLAMA_NUM_PARALLEL=1, keeping the prompt it processed last). A request
+pays prefill time only for the part of its prompt after the longest prefix it shares with a
+cached prompt (Ollama/llama.cpp reuse the common token prefix of a slot), plus decode time for
+its answer. With more entries, a request that extends a cached prompt replaces it; any other
+takes a free entry, or the least recently used one. All sleeps are multiplied by
+``time_scale`` so the bench stays short; the reported seconds are simulated seconds (GPU time
+at the rates below).
 
 Rates: an RTX 4090 with a 7B Q4 model, from published llama.cpp / 4-bit runs:
 - prefill 7,980 tokens/s — llama-bench `pp 512`, llama 7B Q4_0, RTX 4090, CUDA
@@ -55,16 +58,17 @@ def shared_prefix(a: str, b: str) -> int:
 class KVCacheDouble(OllamaDouble):
     """OllamaDouble whose /api/chat takes the time a one-slot GPU host with a KV cache would."""
 
-    def __init__(self, time_scale: float, **kwargs: Any) -> None:
+    def __init__(self, time_scale: float, cache_entries: int = 1, **kwargs: Any) -> None:
         super().__init__(num_parallel=1, **kwargs)
         self.time_scale = time_scale
+        self.cache_entries = cache_entries
         self._request_body = threading.local()
         self.reset_kv()
 
     def reset_kv(self) -> None:
         """Empty the slot and zero the counters (between simulated runs)."""
         with self._lock:
-            self.slot_prompt = ""
+            self.cached: list[str] = []  # least recently used first
             self.prompt_tokens = 0
             self.prefill_tokens = 0
             self.prefill_seconds = 0.0
@@ -80,8 +84,7 @@ class KVCacheDouble(OllamaDouble):
     def _next_reply(self) -> Reply:
         prompt = rendered_prompt(getattr(self._request_body, "value", {}))
         with self._lock:
-            reused = shared_prefix(prompt, self.slot_prompt)
-            self.slot_prompt = prompt
+            reused = self._use_cache(prompt)
             new_tokens = (len(prompt) - reused) // CHARS_PER_TOKEN
             prefill = new_tokens / PREFILL_TOKENS_PER_S
             decode = ANSWER_TOKENS / DECODE_TOKENS_PER_S
@@ -94,3 +97,14 @@ class KVCacheDouble(OllamaDouble):
         return Reply(ANSWER, first_chunk_delay=prefill * self.time_scale,
                      chunk_delay=decode * self.time_scale / pieces,
                      prompt_eval_count=len(prompt) // CHARS_PER_TOKEN, eval_count=ANSWER_TOKENS)
+
+    def _use_cache(self, prompt: str) -> int:
+        """The prefix length reused from the cache, which now holds ``prompt`` (lock held)."""
+        shares = [shared_prefix(prompt, entry) for entry in self.cached]
+        best = max(range(len(shares)), key=shares.__getitem__, default=None)
+        reused = shares[best] if best is not None else 0
+        extends = best is not None and shares[best] == len(self.cached[best])
+        if extends or (self.cached and len(self.cached) >= self.cache_entries):
+            self.cached.pop(best if extends or self.cache_entries == 1 else 0)
+        self.cached.append(prompt)
+        return reused
