@@ -131,10 +131,9 @@ def run(args: argparse.Namespace) -> int:
               + ", ".join(f"{name} on 127.0.0.1:{port}" for name, port in ports.items())
               + f" (ssh's messages: {workdir}/<host>.log)", file=sys.stderr, flush=True)
         tunnels = Supervisor(tunnel_commands(hosts, ports), output_dir=Path(workdir))
-        with tunnels, _after_tunnels_open(ports), HAProxy(config, cfg) as haproxy:
-            try:
-                status = wait_until_up(cfg)
-                for line in status_lines(status):
+        try:
+            with tunnels, _after_tunnels_open(ports), HAProxy(config, cfg) as haproxy:
+                for line in status_lines(wait_until_up(cfg)):
                     print(line, file=sys.stderr)
                 env = tunnel.claude_env(hosts[0]["data"], cfg.port, key)
                 print("# In the shell that runs `claude`:")
@@ -144,9 +143,11 @@ def run(args: argparse.Namespace) -> int:
                 code = haproxy.proc.wait()
                 print(f"haproxy exited with status {code}.", file=sys.stderr)
                 return 1
-            except KeyboardInterrupt:
-                return 0
-    return 0
+        except KeyboardInterrupt:  # Ctrl-C, at any point: the `with` closed everything
+            return 0
+        except GatewayError as exc:  # haproxy did not start
+            print(exc, file=sys.stderr)
+            return 1
 
 
 def status(args: argparse.Namespace) -> int:

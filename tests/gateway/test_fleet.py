@@ -1,11 +1,12 @@
 """`python -m fleet.gateway run` against the tests' two-host sandbox fleet (tests/deployed.py).
 
-The gateway opens its own ssh tunnels to sandbox-1 and sandbox-2 and runs HAProxy in front of
-them. Faults are injected the way they happen for real: proxy_app stopped on a host
-(`supervisorctl stop proxy`), the tunnel's ssh killed, the whole host restarted like a vast.ai
-container (`python -m sandbox restart`). During each, background sessions keep sending requests;
-the test prints how many of them failed and how long HAProxy took to notice (run with -s), and
-asserts that requests started after the detection all succeed. Every test leaves both hosts UP.
+The gateway opens its own ssh tunnels to sandbox-1 (systemd) and sandbox-2 (a vast.ai-shaped
+container) and runs HAProxy in front of them. Faults are injected the way they happen for real:
+proxy_app stopped on a host (`systemctl` / `supervisorctl stop proxy`), the tunnel's ssh killed,
+the whole host restarted (`python -m sandbox restart`). During each, background sessions keep
+sending requests; the test prints how many of them failed and how long HAProxy took to notice
+(run with -s), and asserts that requests started after the detection all succeed. Every test
+leaves both hosts UP.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from devkit.ports import free_port
 from fleet.haproxy import host_status, read_stats
 from fleet.tunnel import parse_exports
 from tests.claude_code.cli import run_claude
-from tests.deployed import FLEET_HOSTS, INVENTORY, REPO, DeployedFleet
+from tests.deployed import FLEET_HOSTS, INVENTORY, KIND, REPO, DeployedFleet
 
 pytestmark = [pytest.mark.sandbox]
 SESSION_HEADER = "X-Claude-Code-Session-Id"
@@ -209,6 +210,12 @@ def _ssh(deployed: DeployedFleet, name: str, command: str) -> str:
     return done.stdout
 
 
+def _proxy(deployed: DeployedFleet, name: str, action: str) -> None:
+    """Stop or start proxy_app on a host with its service manager (systemd or supervisord)."""
+    manager = "systemctl" if KIND[name] == "systemd" else "supervisorctl"
+    _ssh(deployed, name, f"{manager} {action} proxy")
+
+
 def _report(fault: str, traffic: Traffic, detected: float | None, back: float) -> None:
     failures = traffic.failures()
     kinds = sorted({f[2] for f in failures})
@@ -217,21 +224,22 @@ def _report(fault: str, traffic: Traffic, detected: float | None, back: float) -
           f"UP again {back:.1f} s after the repair")
 
 
+@pytest.mark.parametrize("victim", FLEET_HOSTS, ids=[f"{n}-{KIND[n]}" for n in FLEET_HOSTS])
 def test_a_stopped_proxy_is_routed_around_and_gets_its_sessions_back(
-    gateway: LiveGateway, deployed_fleet: DeployedFleet
+    gateway: LiveGateway, deployed_fleet: DeployedFleet, victim: str
 ) -> None:
     sessions = _sessions_on_both(gateway)
     homes = {s: gateway.home_of(s) for s in sessions}
     with Traffic(gateway, sessions) as traffic:
         time.sleep(1)
         stopped_at = time.monotonic()
-        _ssh(deployed_fleet, VICTIM, "supervisorctl stop proxy")
-        detected = gateway.wait_state(VICTIM, "DOWN")
+        _proxy(deployed_fleet, victim, "stop")
+        detected = gateway.wait_state(victim, "DOWN")
         time.sleep(3)
-        _ssh(deployed_fleet, VICTIM, "supervisorctl start proxy")
-        back = gateway.wait_state(VICTIM, "UP")
+        _proxy(deployed_fleet, victim, "start")
+        back = gateway.wait_state(victim, "UP")
         time.sleep(1)
-    _report("proxy stopped", traffic, detected, back)
+    _report(f"proxy stopped on {victim} ({KIND[victim]})", traffic, detected, back)
     assert not traffic.failures(after=stopped_at + detected), traffic.failures()
     assert len(traffic.outcomes) > 20
     for session in sessions:
@@ -262,33 +270,35 @@ def test_a_killed_tunnel_is_reopened(gateway: LiveGateway, deployed_fleet: Deplo
     assert not traffic.failures(after=killed_at + reopened + back + 1), traffic.failures()
 
 
+@pytest.mark.parametrize("victim", FLEET_HOSTS, ids=[f"{n}-{KIND[n]}" for n in FLEET_HOSTS])
 def test_a_restarted_host_comes_back_into_the_pool(
-    gateway: LiveGateway, deployed_fleet: DeployedFleet
+    gateway: LiveGateway, deployed_fleet: DeployedFleet, victim: str
 ) -> None:
     sessions = _sessions_on_both(gateway)
     with Traffic(gateway, sessions) as traffic:
         time.sleep(1)
         restarted_at = time.monotonic()
-        done = subprocess.run([sys.executable, "-m", "sandbox", "restart", VICTIM], cwd=REPO,
+        done = subprocess.run([sys.executable, "-m", "sandbox", "restart", victim], cwd=REPO,
                               env={**os.environ, **deployed_fleet.env}, capture_output=True,
                               text=True, timeout=180, check=False)
         assert done.returncode == 0, done.stderr
-        detected = gateway.wait_state(VICTIM, "DOWN", timeout=60) if (
-            gateway.status()[VICTIM]["state"] != "DOWN") else time.monotonic() - restarted_at
-        back = gateway.wait_state(VICTIM, "UP", timeout=180)
+        detected = gateway.wait_state(victim, "DOWN", timeout=60) if (
+            gateway.status()[victim]["state"] != "DOWN") else time.monotonic() - restarted_at
+        back = gateway.wait_state(victim, "UP", timeout=180)
         time.sleep(1)
-    _report("host restarted", traffic, detected, back)
+    _report(f"{victim} ({KIND[victim]}) restarted", traffic, detected, back)
     assert not traffic.failures(after=restarted_at + detected), traffic.failures()
 
 
+@pytest.mark.parametrize("victim", FLEET_HOSTS, ids=[f"{n}-{KIND[n]}" for n in FLEET_HOSTS])
 def test_a_stream_in_flight_on_a_stopped_proxy(
-    gateway: LiveGateway, deployed_fleet: DeployedFleet
+    gateway: LiveGateway, deployed_fleet: DeployedFleet, victim: str
 ) -> None:
-    """What a running stream sees when its host's proxy is stopped (supervisord: TERM, then
-    KILL after stopwaitsecs=15): uvicorn lets it finish if it can; otherwise it is cut."""
+    """What a running stream sees when its host's proxy is stopped (TERM, then KILL after the
+    manager's timeout): uvicorn lets it finish if it can; otherwise it is cut."""
     session = next(s for s in (str(uuid.uuid4()) for _ in range(50))
-                   if gateway.home_of(s) == VICTIM)
-    _script(deployed_fleet, VICTIM, {"content": "word " * 40, "chunk_delay": 0.1})
+                   if gateway.home_of(s) == victim)
+    _script(deployed_fleet, victim, {"content": "word " * 40, "chunk_delay": 0.1})
     events: list[str] = []
     error: Exception | None = None
     headers = {"x-api-key": gateway.env["ANTHROPIC_AUTH_TOKEN"], SESSION_HEADER: session}
@@ -300,21 +310,21 @@ def test_a_stream_in_flight_on_a_stopped_proxy(
                 if line.startswith("event: "):
                     events.append(line[7:])
                 if events.count("content_block_delta") == 3:
-                    threading.Thread(target=_ssh, args=(deployed_fleet, VICTIM,
-                                                        "supervisorctl stop proxy")).start()
+                    threading.Thread(target=_proxy,
+                                     args=(deployed_fleet, victim, "stop")).start()
         except httpx.HTTPError as exc:
             error = exc
-    print(f"\nstream during a proxy stop: {len(events)} events, last {events[-1]!r}, "
-          f"error {error!r}")
-    _ssh(deployed_fleet, VICTIM, "supervisorctl start proxy")
-    gateway.wait_state(VICTIM, "UP")
+    print(f"\nstream during a proxy stop on {victim}: {len(events)} events, "
+          f"last {events[-1]!r}, error {error!r}")
+    _proxy(deployed_fleet, victim, "start")
+    gateway.wait_state(victim, "UP")
     assert events[-1] in ("message_stop", "error") or isinstance(error, httpx.RemoteProtocolError)
 
 
 def test_no_host_up_is_a_529_envelope(gateway: LiveGateway, deployed_fleet: DeployedFleet) -> None:
     try:
         for name in FLEET_HOSTS:
-            _ssh(deployed_fleet, name, "supervisorctl stop proxy")
+            _proxy(deployed_fleet, name, "stop")
         for name in FLEET_HOSTS:
             gateway.wait_state(name, "DOWN")
         reply = gateway.ask(str(uuid.uuid4()))
@@ -323,7 +333,7 @@ def test_no_host_up_is_a_529_envelope(gateway: LiveGateway, deployed_fleet: Depl
         assert int(reply.headers["retry-after"]) > 0
     finally:
         for name in FLEET_HOSTS:
-            _ssh(deployed_fleet, name, "supervisorctl start proxy")
+            _proxy(deployed_fleet, name, "start")
         for name in FLEET_HOSTS:
             gateway.wait_state(name, "UP")
 
@@ -356,7 +366,7 @@ def test_claude_code_runs_a_write_tool_loop_through_the_gateway(
     final = {"content": "I wrote hello.txt."}
     try:
         if stopped:
-            _ssh(deployed_fleet, stopped, "supervisorctl stop proxy")
+            _proxy(deployed_fleet, stopped, "stop")
             gateway.wait_state(stopped, "DOWN")
         for name in up:  # whichever host the session hashes to answers the same way
             _drain(deployed_fleet, name)
@@ -371,5 +381,5 @@ def test_claude_code_runs_a_write_tool_loop_through_the_gateway(
         for name in up:
             _drain(deployed_fleet, name)
         if stopped:
-            _ssh(deployed_fleet, stopped, "supervisorctl start proxy")
+            _proxy(deployed_fleet, stopped, "start")
             gateway.wait_state(stopped, "UP")
