@@ -377,6 +377,9 @@ def test_claude_code_runs_a_write_tool_loop_through_the_gateway(
         assert done.returncode == 0, done.stderr[-3000:]
         assert target.read_text() == "via gateway\n"
         assert "I wrote hello.txt." in done.stdout
+        # Every model call of the session reached one host: only its scripted replies were used.
+        used = [name for name in up if _script(deployed_fleet, name) < 5]
+        assert len(used) == 1, {name: _script(deployed_fleet, name) for name in up}
     finally:
         for name in up:
             _drain(deployed_fleet, name)
