@@ -8,11 +8,11 @@ INVENTORY   ?= inventories/local.py
 SANDBOX_HOSTS ?= 1
 export SANDBOX_HOSTS
 APT_PACKAGES := redis-server debootstrap openssh-client openssl zstd systemd curl iproute2 procps \
-                slirp4netns systemd-container
+                slirp4netns systemd-container haproxy
 
 .PHONY: help venv apt node deps test lint unit deploy sandbox-up sandbox-down sandbox-status \
-        sandbox-restart check-hosts tunnel bench bench-limits bench-deploy clean up down stop \
-        start status
+        sandbox-restart check-hosts tunnel gateway gateway-status bench bench-limits bench-deploy \
+        clean up down stop start status
 
 help: ## list every target
 	@awk -F':.*## ' '/^[a-z][a-z-]*:.*## / {printf "make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -85,8 +85,16 @@ check-hosts: venv ## testinfra host checks against INVENTORY
 tunnel: venv ## print the ssh tunnel and Claude Code environment (HOST=name)
 	$(BIN)/python -m fleet.tunnel --inventory $(INVENTORY) $(if $(HOST),--host $(HOST),)
 
+# Foreground until Ctrl-C; GATEWAY_PORT (8001) and GATEWAY_STATS_PORT (8404) pick the ports.
+gateway: venv apt ## one endpoint for every INVENTORY host: HAProxy over SSH tunnels
+	$(BIN)/python -m fleet.gateway run --inventory $(INVENTORY)
+
+gateway-status: venv ## one line per host of the running gateway
+	$(BIN)/python -m fleet.gateway status
+
 bench: deps ## benchmarks (bench/results/)
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.gateway
 
 bench-limits: venv ## what the protocol limits and checks cost: proxy_app before/after in one run
 	$(BIN)/python -m bench.limits

@@ -119,8 +119,13 @@ def proxy_key() -> str:
 # --------------------------------------------------------------------------- rendering
 
 
-def ssh_command(name: str, data: Mapping[str, Any], local_port: int) -> list[str]:
-    """``ssh -N -L local:127.0.0.1:<proxy_port> …`` for one inventory host."""
+def ssh_command(
+    name: str, data: Mapping[str, Any], local_port: int, alive_interval: int = 30
+) -> list[str]:
+    """``ssh -N -L local:127.0.0.1:<proxy_port> …`` for one inventory host.
+
+    A dead connection is noticed after 3 unanswered keep-alives, ``alive_interval`` s apart.
+    """
     remote_port = int(data.get("proxy_port", 8000))
     argv = ["ssh", "-N", "-L", f"{local_port}:127.0.0.1:{remote_port}"]
     argv += ["-p", str(data.get("ssh_port") or 22)]
@@ -130,7 +135,7 @@ def ssh_command(name: str, data: Mapping[str, Any], local_port: int) -> list[str
         argv += ["-o", f"UserKnownHostsFile={data['ssh_known_hosts_file']}"]
     checking = data.get("ssh_strict_host_key_checking") or "accept-new"
     argv += ["-o", f"StrictHostKeyChecking={checking}"]
-    argv += ["-o", "ServerAliveInterval=30", "-o", "ServerAliveCountMax=3"]
+    argv += ["-o", f"ServerAliveInterval={alive_interval}", "-o", "ServerAliveCountMax=3"]
     argv += ["-o", "ExitOnForwardFailure=yes"]
     user = data.get("ssh_user") or "root"
     argv.append(f"{user}@{data.get('ssh_hostname') or name}")
@@ -165,9 +170,15 @@ def render(command: Sequence[str], env: Mapping[str, str]) -> str:
     """The text printed: the tunnel command, then shell lines setting Claude Code's env."""
     lines = ["# 1. Open the tunnel (keep it running):", shlex.join(command), ""]
     lines.append("# 2. In the shell that runs `claude`:")
-    lines.append("unset ANTHROPIC_API_KEY")
-    lines += [f"export {key}={shlex.quote(value)}" for key, value in env.items()]
+    lines += env_lines(env)
     return "\n".join(lines) + "\n"
+
+
+def env_lines(env: Mapping[str, str]) -> list[str]:
+    """Shell lines that give Claude Code ``env`` (and drop a stray ANTHROPIC_API_KEY)."""
+    return ["unset ANTHROPIC_API_KEY"] + [
+        f"export {key}={shlex.quote(value)}" for key, value in env.items()
+    ]
 
 
 def parse_exports(text: str) -> dict[str, str]:
