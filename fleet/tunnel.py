@@ -1,13 +1,14 @@
 """SSH tunnel to a deployed host's proxy_app, and the environment Claude Code needs to use it.
 
     python -m fleet.tunnel --inventory inventories/local.py [--host NAME]
-                                 [--local-port 8001] [--open]
+                                 [--local-port 8001] [--open] [--show-secrets]
 
-Prints the `ssh -N -L …` command and `export` lines for Claude Code. With `--open` it also runs
-that ssh in the foreground until ssh exits (Ctrl-C closes the tunnel). When the local port is
-taken, printing never fails: a tunnel (or proxy_app) already answering there is reported and its
-lines printed; anything else gets the lines for the next free port. Only `--open` with an
-explicit `--local-port` that is taken is an error. The host's data comes
+Prints the `ssh -N -L …` command and `export` lines for Claude Code; the proxy key is referenced
+as `"$(cat …/proxy_api_key)"`, never printed unless `--show-secrets` asks for it. With `--open`
+it also runs that ssh in the foreground until ssh exits (Ctrl-C closes the tunnel). When the
+local port is taken, printing never fails: a tunnel (or proxy_app) already answering there is
+reported and its lines printed; anything else gets the lines for the next free port. Only
+`--open` with an explicit `--local-port` that is taken is an error. The host's data comes
 from the inventory (`pyinfra <inventory> debug-inventory --json`, so group_data/ applies) on top
 of the roles' defaults; the API key is `secrets/proxy_api_key`, as the deploy wrote it.
 Exit status 2 with one sentence when the inventory, the host, the key or the local port is wrong.
@@ -102,18 +103,23 @@ def pick_host(hosts: Sequence[Mapping[str, Any]], name: str | None) -> Mapping[s
     raise TunnelError(f"No host {name!r} in the inventory; it has: {names}.")
 
 
-def proxy_key() -> str:
-    """The key proxy_app accepts, from the control machine's secrets folder (never generated)."""
+def proxy_key_file() -> Path:
+    """The absolute path of the key proxy_app accepts (the deploy creates it, never this)."""
     from roles.secrets import secrets_dir
 
-    path = secrets_dir() / "proxy_api_key"
+    path = (secrets_dir() / "proxy_api_key").absolute()
     try:
-        key = path.read_text().strip()
+        present = bool(path.read_text().strip())
     except OSError:
-        key = ""
-    if not key:
+        present = False
+    if not present:
         raise TunnelError(f"{path} is missing; deploy first (the deploy creates the proxy key).")
-    return key
+    return path
+
+
+def proxy_key() -> str:
+    """The key proxy_app accepts, from the control machine's secrets folder."""
+    return proxy_key_file().read_text().strip()
 
 
 # --------------------------------------------------------------------------- rendering
@@ -137,47 +143,77 @@ def ssh_command(name: str, data: Mapping[str, Any], local_port: int) -> list[str
     return argv
 
 
-def claude_env(data: Mapping[str, Any], local_port: int, token: str) -> dict[str, str]:
-    """Claude Code's environment for the tunnel: URL, key, the served model and its window."""
-    model = str(data.get("proxy_default_model") or data["ollama_models"][0])
-    window = str(data.get("proxy_num_ctx") or data["ollama_context_length"])
+# Left over from earlier printouts (and the README before 2026-11-30): unset, so the printed
+# environment is exactly what `claude` runs with. The model variables made Claude Code log
+# `[claude-code:unrecognized_model]` on every run, and CLAUDE_CODE_AUTO_COMPACT_WINDOW below
+# 100k only produced a warning (Claude Code reads it as its 100k minimum).
+STALE = (
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_MODEL",
+    "ANTHROPIC_DEFAULT_OPUS_MODEL",
+    "ANTHROPIC_DEFAULT_SONNET_MODEL",
+    "ANTHROPIC_DEFAULT_HAIKU_MODEL",
+    "CLAUDE_CODE_AUTO_COMPACT_WINDOW",
+)
+
+
+def claude_env(
+    data: Mapping[str, Any], local_port: int, token: str | Path
+) -> dict[str, str | Path]:
+    """Claude Code's environment for the tunnel: only what changes its behaviour.
+
+    ``token`` is the key itself, or (as ``python -m fleet.tunnel`` passes it) the file holding
+    it, which :func:`render` prints as ``"$(cat FILE)"`` so the key never reaches the screen.
+    No model variables: Claude Code's own ids (claude-opus-5-5, claude-haiku-5-5 for background
+    work) are recognised, assume the same 1M window as an unknown id and make the same requests;
+    proxy_app serves every ``claude-*`` id with ``proxy_default_model`` (README, "Which model ids").
+    """
+    window = int(data.get("proxy_num_ctx") or data["ollama_context_length"])
     return {
         "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{local_port}",
         "ANTHROPIC_AUTH_TOKEN": token,
-        "ANTHROPIC_MODEL": model,
-        "ANTHROPIC_DEFAULT_OPUS_MODEL": model,
-        "ANTHROPIC_DEFAULT_SONNET_MODEL": model,
-        "ANTHROPIC_DEFAULT_HAIKU_MODEL": model,
-        # The deployed window. CLAUDE_CODE_MAX_CONTEXT_TOKENS is left out on purpose: set to a
-        # 32k window, Claude Code 2.1.328 compacts proactively after every tool result (two
-        # extra full-prompt generations). Without it, proxy_app's "prompt is too long" 400
-        # makes Claude Code compact exactly when the context is full.
-        "CLAUDE_CODE_AUTO_COMPACT_WINDOW": window,
         # Claude Code caps a Read at 25k tokens: more than a 32k window leaves after its ~16k
         # of system prompt and tools, and no compaction can save that turn. A quarter fits.
-        "CLAUDE_CODE_FILE_READ_MAX_OUTPUT_TOKENS": str(int(window) // 4),
+        "CLAUDE_CODE_FILE_READ_MAX_OUTPUT_TOKENS": str(window // 4),
+        # No telemetry, error reports or update checks to Anthropic from a self-hosted setup.
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-        "CLAUDE_CODE_ATTRIBUTION_HEADER": "false",
     }
 
 
-def render(command: Sequence[str], env: Mapping[str, str]) -> str:
-    """The text printed: the tunnel command, then shell lines setting Claude Code's env."""
+def render(
+    command: Sequence[str], env: Mapping[str, str | Path], show_secrets: bool = False
+) -> str:
+    """The text printed: the tunnel command, then shell lines setting Claude Code's env.
+
+    A value that is a Path is a secret file: printed as ``"$(cat FILE)"``, or its content with
+    ``show_secrets``.
+    """
     lines = ["# 1. Open the tunnel (keep it running):", shlex.join(command), ""]
     lines.append("# 2. In the shell that runs `claude`:")
-    lines.append("unset ANTHROPIC_API_KEY")
-    lines += [f"export {key}={shlex.quote(value)}" for key, value in env.items()]
+    lines.append(f"unset {' '.join(STALE)}")
+    for key, value in env.items():
+        if isinstance(value, Path) and not show_secrets:
+            lines.append(f'export {key}="$(cat {shlex.quote(str(value))})"')
+        else:
+            text = value.read_text().strip() if isinstance(value, Path) else value
+            lines.append(f"export {key}={shlex.quote(text)}")
     return "\n".join(lines) + "\n"
 
 
 def parse_exports(text: str) -> dict[str, str]:
-    """The ``export K=V`` lines of :func:`render`'s text, as a dict."""
-    env = {}
-    for line in text.splitlines():
-        if line.startswith("export "):
-            key, _, value = line[len("export ") :].partition("=")
-            env[key] = shlex.split(value)[0] if value else ""
-    return env
+    """The values :func:`render`'s ``export`` lines give, as ``sh`` evaluates them (secret files
+    read), in a minimal environment."""
+    lines = [line for line in text.splitlines() if line.startswith(("export ", "unset "))]
+    keys = [line[len("export ") :].partition("=")[0] for line in lines if line[0] == "e"]
+    script = "\n".join([*lines, *(f'printf "%s\\0" "${key}"' for key in keys)])
+    done = subprocess.run(
+        ["sh", "-c", script],
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return dict(zip(keys, done.stdout.split("\0")[: len(keys)], strict=True))
 
 
 # --------------------------------------------------------------------------- local port
@@ -267,6 +303,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--local-port", type=int, default=None, help=f"default {DEFAULT_LOCAL_PORT}"
     )
     parser.add_argument("--open", action="store_true", help="run the tunnel in the foreground")
+    parser.add_argument(
+        "--show-secrets", action="store_true", help="print the proxy key itself, not $(cat FILE)"
+    )
     args = parser.parse_args(argv)
     try:
         port, note = settle_port(
@@ -274,7 +313,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         entry = pick_host(load_inventory(args.inventory), args.host)
         command = ssh_command(str(entry["name"]), entry["data"], port)
-        text = render(command, claude_env(entry["data"], port, proxy_key()))
+        env = claude_env(entry["data"], port, proxy_key_file())
+        text = render(command, env, show_secrets=args.show_secrets)
     except TunnelError as exc:
         print(exc, file=sys.stderr)
         return 2
