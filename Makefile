@@ -31,7 +31,7 @@ venv: $(VENV)/.installed ## create .venv with every Python dependency
 apt: ## install the Debian packages the tests and the sandbox need
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
-	  echo "installing: $$missing"; \
+	  echo "installing:" $$missing; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi; \
 	service redis-server stop >/dev/null 2>&1 || true
@@ -69,20 +69,28 @@ sandbox-restart: venv ## kill and boot one host like a vast.ai stop/start (HOST=
 
 # On the sandbox, the fleet's local release server stands in for Ollama's GitHub download
 # (inventories/local.py hands its URL and SHA-256 to the deploy); rented hosts download the
-# pinned real release.
-deploy: deps ## provision INVENTORY (default: the local sandbox fleet), check it, print the tunnel
-ifeq ($(INVENTORY),inventories/local.py)
-	$(BIN)/python -m sandbox up
-endif
-	$(BIN)/pyinfra -y $(INVENTORY) deploy.py
-	$(BIN)/pytest -q -p no:cacheprovider tests/infra --inventory $(INVENTORY) -m "not claude_code"
+# pinned real release. devkit.progress prints one line per step and keeps the tools' output in
+# DEPLOY_LOG (shown only when a step fails); it runs on the system Python, before the venv exists.
+DEPLOY_LOG  ?= deploy.log
+CHECK_HOSTS  = $(BIN)/pytest -q -p no:cacheprovider tests/infra --inventory $(INVENTORY) \
+               -m "not claude_code"
+deploy: ## provision INVENTORY (default: the local sandbox fleet), check it, print the tunnel
+	@$(PYTHON) -m devkit.progress --log $(DEPLOY_LOG) \
+	  "packages=$(MAKE) --no-print-directory apt" \
+	  "venv=$(MAKE) --no-print-directory venv" \
+	  "Claude Code CLI=$(MAKE) --no-print-directory node" \
+	  $(if $(filter inventories/local.py,$(INVENTORY)),"rootfs=$(BIN)/python -m sandbox build" \
+	  "sandbox hosts=$(BIN)/python -m sandbox up",) \
+	  "deploy=$(BIN)/pyinfra -y $(INVENTORY) deploy.py" \
+	  'host checks=$(CHECK_HOSTS)'
 	@$(BIN)/python -m fleet.tunnel --inventory $(INVENTORY)
 
 check-hosts: venv ## testinfra host checks against INVENTORY
-	$(BIN)/pytest -q -p no:cacheprovider tests/infra --inventory $(INVENTORY) -m "not claude_code"
+	$(CHECK_HOSTS)
 
-tunnel: venv ## print the ssh tunnel and Claude Code environment (HOST=name)
-	$(BIN)/python -m fleet.tunnel --inventory $(INVENTORY) $(if $(HOST),--host $(HOST),)
+tunnel: venv ## print the ssh tunnel and Claude Code environment (HOST=name, SHOW_SECRETS=1)
+	$(BIN)/python -m fleet.tunnel --inventory $(INVENTORY) $(if $(HOST),--host $(HOST),) \
+	  $(if $(SHOW_SECRETS),--show-secrets,)
 
 bench: deps ## benchmarks (bench/results/)
 	$(BIN)/python -m bench

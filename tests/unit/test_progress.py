@@ -1,0 +1,144 @@
+"""devkit/progress.py: one line per step with its duration, the tools' output in the log, the
+log's tail on screen when a step fails — and `make deploy` built on it."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from devkit import progress
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "progress"
+REPO = Path(__file__).resolve().parents[2]
+STEP_LINE = r"^{name}\s* … (\d+\.\d s|\d+ min \d\d s)(  (?P<note>.*))?$"
+
+
+def run(tmp_path: Path, capsys: pytest.CaptureFixture[str], *steps: str) -> tuple[int, str, str]:
+    log = tmp_path / "job.log"
+    status = progress.main(["--log", str(log), *steps])
+    return status, capsys.readouterr().out, log.read_text()
+
+
+def test_one_line_per_step_in_order_with_its_duration(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, screen, log = run(
+        tmp_path,
+        capsys,
+        "packages=echo 'Reading package lists... Done'",
+        "venv=echo 'Successfully installed fastapi'; echo 'pip notice' >&2",
+        "rootfs=echo /var/cache/rootfs is current",
+    )
+    assert status == 0
+    lines = screen.splitlines()
+    log_name = tmp_path / "job.log"
+    assert lines[0] == f"The tools' output goes to {log_name} (shown here only if a step fails)."
+    for line, name in zip(lines[1:4], ["packages", "venv", "rootfs"], strict=True):
+        assert re.match(STEP_LINE.format(name=name), line), line
+    assert lines[3].endswith("  cached")
+    assert re.match(r"^All 3 steps done in \d+\.\d s\.$", lines[4])
+    assert "Reading package lists" not in screen and "pip notice" not in screen  # noise: log only
+    assert log.index("Reading package lists") < log.index("Successfully installed")
+    assert "pip notice" in log and "<== rootfs: exit status 0" in log
+
+
+def test_pyinfra_output_becomes_one_line_per_host(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The output of a real first deploy (one sandbox host) as pyinfra printed it."""
+    fixture = FIXTURES / "pyinfra_first_deploy.txt"
+    status, screen, _ = run(tmp_path, capsys, f"deploy=cat {shlex.quote(str(fixture))}")
+    assert status == 0
+    host_lines = [line for line in screen.splitlines() if line.startswith("    ")]
+    assert len(host_lines) == 1
+    assert re.match(
+        r"^    sandbox-1 ok: 33 changed, 12 unchanged, 0 failed \(\d+\.\d s\)$", host_lines[0]
+    )
+
+
+def test_hosts_are_tallied_apart_and_a_failed_one_says_so() -> None:
+    watch = progress.Watch(started=100.0)
+    for now, line in enumerate(
+        [
+            "--> Starting operation: Deploy Ollama | Create the ollama user ",
+            "    [vast-1] Success",
+            "    [vast-22] No changes",
+            "--> Starting operation: Deploy Ollama | Download Ollama 0.32.7 and check its SHA-256 ",
+            "    [vast-1] Success",
+            "    [vast-22] Error: the SHA-256 of the archive is abc, not def",
+        ],
+        start=101,
+    ):
+        watch.feed(line, float(now))
+    assert watch.operation == "Deploy Ollama | Download Ollama 0.32.7 and check its SHA-256"
+    assert watch.report() == [
+        "    vast-1  ok: 2 changed, 0 unchanged, 0 failed (5.0 s)",
+        "    vast-22 FAILED: 0 changed, 1 unchanged, 1 failed (6.0 s)",
+    ]
+
+
+def test_pytest_summary_is_shown() -> None:
+    watch = progress.Watch(started=0.0)
+    for line in ["....", "28 passed, 2 deselected in 9.50s"]:
+        watch.feed(line, 1.0)
+    assert watch.summary == "28 passed, 2 deselected"
+
+
+def test_a_failed_step_shows_the_logs_tail_and_its_exit_status(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    noisy = "; ".join(f"echo noise {i}" for i in range(100))
+    status, screen, log = run(
+        tmp_path,
+        capsys,
+        "first=echo fine",
+        f"second={noisy}; echo 'E: Unable to locate package nosuchpkg' >&2; exit 3",
+        "third=echo never",
+    )
+    assert status == 3
+    lines = screen.splitlines()
+    assert re.match(r"^second … FAILED after \d+\.\d s \(exit status 3\)$", lines[2])
+    assert lines[3] == f"--- the last {progress.TAIL_LINES} lines of {tmp_path / 'job.log'} ---"
+    tail = lines[4 : 4 + progress.TAIL_LINES]
+    assert tail[-1] == "E: Unable to locate package nosuchpkg"
+    assert tail[0] == f"noise {100 - progress.TAIL_LINES + 1}"
+    assert lines[-1] == f"--- the full output of every step is in {tmp_path / 'job.log'} ---"
+    assert "third" not in screen and "never" not in log
+    assert "noise 0" in log
+
+
+def test_durations_read_as_seconds_then_minutes() -> None:
+    assert progress.duration(4.24) == "4.2 s"
+    assert progress.duration(125.4) == "2 min 05 s"
+
+
+def test_make_deploy_with_a_broken_inventory_fails_and_shows_why(tmp_path: Path) -> None:
+    """The real `make deploy`: the install steps pass (already done here), then pyinfra fails
+    on an inventory that raises; the tail names the error and make exits non-zero."""
+    inventory = tmp_path / "broken.py"
+    inventory.write_text("raise RuntimeError('no hosts for this test')\n")
+    log = tmp_path / "deploy.log"
+    env = {**os.environ, "INVENTORY": str(inventory), "DEPLOY_LOG": str(log)}
+    done = subprocess.run(
+        ["make", "--no-print-directory", "-o", ".venv/.installed", "deploy"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert done.returncode != 0
+    lines = done.stdout.splitlines()
+    names = [line.split(" … ")[0].strip() for line in lines if " … " in line]
+    assert names == ["packages", "venv", "Claude Code CLI", "deploy"]
+    assert re.match(r"^deploy\s* … FAILED after .* \(exit status [1-9]\d*\)$", lines[4])
+    assert any("no hosts for this test" in line for line in lines[5:])
+    assert f"the full output of every step is in {log}" in done.stdout
+    assert "no hosts for this test" in log.read_text()
