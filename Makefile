@@ -11,7 +11,8 @@ APT_PACKAGES := redis-server debootstrap openssh-client openssl zstd systemd cur
                 slirp4netns systemd-container
 
 .PHONY: help venv apt node deps test lint unit deploy sandbox-up sandbox-down sandbox-status \
-        sandbox-restart check-hosts tunnel bench bench-deploy clean up down stop start status
+        sandbox-restart check-hosts tunnel bench bench-charts bench-deploy clean up down stop \
+        start status
 
 help: ## list every target
 	@awk -F':.*## ' '/^[a-z][a-z-]*:.*## / {printf "make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -53,7 +54,7 @@ test: deps lint ## install everything and run the whole suite
 
 unit: venv ## the fast tests only (no sandbox, no deploy)
 	$(BIN)/pytest tests/unit tests/integration tests/cache tests/ollama_double tests/fleet \
-	  tests/vast_double
+	  tests/vast_double tests/bench
 
 sandbox-up: deps ## start sandbox-1..N (SANDBOX_HOSTS=N, default 1; SANDBOX_KIND=systemd,…)
 	$(BIN)/python -m sandbox up
@@ -89,11 +90,14 @@ check-hosts: venv ## testinfra host checks against INVENTORY
 	$(CHECK_HOSTS)
 
 tunnel: venv ## print the ssh tunnel and Claude Code environment (HOST=name, SHOW_SECRETS=1)
-	$(BIN)/python -m fleet.tunnel --inventory $(INVENTORY) $(if $(HOST),--host $(HOST),) \
-	  $(if $(SHOW_SECRETS),--show-secrets,)
+	$(BIN)/python -m fleet.tunnel --inventory $(INVENTORY)$(if $(HOST), --host $(HOST))$(if \
+	  $(SHOW_SECRETS), --show-secrets)
 
-bench: deps ## benchmarks (bench/results/)
+bench: deps ## benchmarks and their charts (bench/results/)
 	$(BIN)/python -m bench
+
+bench-charts: venv ## redraw bench/results/*.png from bench/results/latest.json
+	$(BIN)/python -m bench.charts
 
 bench-deploy: deps ## time the first deploy and the re-run on fleets of 1 and 2 sandbox hosts
 	$(BIN)/python -m bench.deploy

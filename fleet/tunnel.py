@@ -117,6 +117,13 @@ def proxy_key_file() -> Path:
     return path
 
 
+def _key_if_deployed() -> str | None:
+    try:
+        return proxy_key()
+    except TunnelError:
+        return None
+
+
 def proxy_key() -> str:
     """The key proxy_app accepts, from the control machine's secrets folder."""
     return proxy_key_file().read_text().strip()
@@ -256,20 +263,42 @@ def proxy_health(port: int) -> str | None:
     return str(status) if status else None
 
 
-def settle_port(port: int, explicit: bool, opening: bool) -> tuple[int, str]:
+def key_refused(port: int, key: str) -> bool:
+    """Whether the proxy_app on 127.0.0.1:``port`` answers 401 to ``key`` (another deployment)."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v1/models", headers={"x-api-key": key}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=3):
+            return False
+    except urllib.error.HTTPError as error:
+        return error.code == 401
+    except OSError:
+        return False
+
+
+def settle_port(
+    port: int, explicit: bool, opening: bool, key: str | None = None
+) -> tuple[int, str]:
     """Return the local port to use and a note for the terminal ("" when ``port`` is free).
 
     A taken port is an error only when opening on a port the user named; otherwise an answering
-    tunnel is reported (and kept) and anything else moves to the next free port.
+    tunnel is reported (and kept) and anything else — a tunnel to a proxy_app that refuses
+    ``key``, i.e. to another deployment, included — moves to the next free port.
     """
     if not port_in_use(port):
         return port, ""
     if opening and explicit:
         check_local_port(port)
     health = proxy_health(port)
-    if health is not None and not opening:
-        return port, f"A tunnel is already open on 127.0.0.1:{port} (proxy_app reports {health})."
     alternative = free_port_near(port)
+    if health is not None and not opening:
+        if key is not None and key_refused(port, key):
+            return alternative, (
+                f"Local port {port} has a tunnel to another deployment's proxy_app (it refuses "
+                f"this key); using {alternative} instead."
+            )
+        return port, f"A tunnel is already open on 127.0.0.1:{port} (proxy_app reports {health})."
     return alternative, f"Local port {port} is in use; using {alternative} instead."
 
 
@@ -309,7 +338,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         port, note = settle_port(
-            args.local_port or DEFAULT_LOCAL_PORT, args.local_port is not None, args.open
+            args.local_port or DEFAULT_LOCAL_PORT,
+            args.local_port is not None,
+            args.open,
+            _key_if_deployed(),
         )
         entry = pick_host(load_inventory(args.inventory), args.host)
         command = ssh_command(str(entry["name"]), entry["data"], port)

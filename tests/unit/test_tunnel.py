@@ -13,6 +13,7 @@ import pytest
 
 from devkit.ports import free_port
 from fleet import tunnel
+from tests.conftest import API_KEY, LiveProxy
 
 DATA = {
     **tunnel.role_defaults(),
@@ -207,3 +208,21 @@ def test_the_command_prints_the_key_only_when_asked(
     assert tunnel.parse_exports(hidden.out)["ANTHROPIC_AUTH_TOKEN"] == "sk-only-when-asked"
     assert tunnel.main([*args, "--show-secrets"]) == 0
     assert "export ANTHROPIC_AUTH_TOKEN=sk-only-when-asked" in capsys.readouterr().out
+
+
+def test_a_tunnel_to_another_deployment_is_not_reused(proxy: LiveProxy) -> None:
+    """A real proxy_app on the port: kept when it accepts our key, skipped when it refuses it
+    (a tunnel to another fleet, whose printed lines would fail with Claude Code's
+    "Not logged in · Please run /login")."""
+    port = int(proxy.url.rsplit(":", 1)[1])
+    kept = tunnel.settle_port(port, explicit=False, opening=False, key=API_KEY)
+    assert kept == (
+        port,
+        f"A tunnel is already open on 127.0.0.1:{port} (proxy_app reports healthy).",
+    )
+    moved, note = tunnel.settle_port(port, explicit=False, opening=False, key="sk-other-fleet")
+    assert moved != port and not tunnel.port_in_use(moved)
+    assert note == (
+        f"Local port {port} has a tunnel to another deployment's proxy_app (it refuses this "
+        f"key); using {moved} instead."
+    )
