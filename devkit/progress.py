@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 TAIL_LINES = 40
 PYINFRA_HOST_LINE = re.compile(r"^\s*\[(?P<host>[^\]]+)\] (?P<status>Success|No changes|Error)")
@@ -88,9 +88,16 @@ class Watch:
             self.summary = "cached"
 
     def report(self) -> list[str]:
-        """The lines printed under the step's own line when it ends."""
+        """The lines printed under the step's own line when it ends, hosts in natural order
+        (pyinfra reports them in whatever order they answer)."""
         width = max((len(name) for name in self.hosts), default=0)
-        return [tally.line(name, width) for name, tally in self.hosts.items()]
+        names = sorted(self.hosts, key=_natural)
+        return [self.hosts[name].line(name, width) for name in names]
+
+
+def _natural(name: str) -> list[Any]:
+    """``sandbox-10`` after ``sandbox-9``."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
 class Screen:

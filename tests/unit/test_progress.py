@@ -66,8 +66,8 @@ def test_hosts_are_tallied_apart_and_a_failed_one_says_so() -> None:
     for now, line in enumerate(
         [
             "--> Starting operation: Deploy Ollama | Create the ollama user ",
-            "    [vast-1] Success",
             "    [vast-22] No changes",
+            "    [vast-1] Success",
             "--> Starting operation: Deploy Ollama | Download Ollama 0.32.7 and check its SHA-256 ",
             "    [vast-1] Success",
             "    [vast-22] Error: the SHA-256 of the archive is abc, not def",
@@ -76,7 +76,7 @@ def test_hosts_are_tallied_apart_and_a_failed_one_says_so() -> None:
     ):
         watch.feed(line, float(now))
     assert watch.operation == "Deploy Ollama | Download Ollama 0.32.7 and check its SHA-256"
-    assert watch.report() == [
+    assert watch.report() == [  # in natural order, not in the order they answered
         "    vast-1  ok: 2 changed, 0 unchanged, 0 failed (5.0 s)",
         "    vast-22 FAILED: 0 changed, 1 unchanged, 1 failed (6.0 s)",
     ]
