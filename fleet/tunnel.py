@@ -150,8 +150,9 @@ def ssh_command(name: str, data: Mapping[str, Any], local_port: int) -> list[str
     return argv
 
 
-# Left over from earlier printouts (and the README before 2026-11-30): unset, so the printed
-# environment is exactly what `claude` runs with. The model variables made Claude Code log
+# Unset, so the printed environment is exactly what `claude` runs with: an API key (Claude Code
+# would send it instead of the token), and what earlier printouts (and the README before
+# 2026-11-30) set. Those model variables made Claude Code log
 # `[claude-code:unrecognized_model]` on every run, and CLAUDE_CODE_AUTO_COMPACT_WINDOW below
 # 100k only produced a warning (Claude Code reads it as its 100k minimum).
 STALE = (
@@ -179,7 +180,7 @@ def claude_env(
     return {
         "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{local_port}",
         "ANTHROPIC_AUTH_TOKEN": token,
-        # Claude Code caps a Read at 25k tokens: more than a 32k window leaves after its ~16k
+        # Claude Code caps a Read at 25k tokens: more than a 32k window leaves after its ~11k
         # of system prompt and tools, and no compaction can save that turn. A quarter fits.
         "CLAUDE_CODE_FILE_READ_MAX_OUTPUT_TOKENS": str(window // 4),
         # No telemetry, error reports or update checks to Anthropic from a self-hosted setup.

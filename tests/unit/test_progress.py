@@ -67,9 +67,9 @@ def test_hosts_are_tallied_apart_and_a_failed_one_says_so() -> None:
         [
             "--> Starting operation: Deploy Ollama | Create the ollama user ",
             "    [vast-22] No changes",
-            "    [vast-1] Success",
+            "    [vast-3] Success",
             "--> Starting operation: Deploy Ollama | Download Ollama 0.32.7 and check its SHA-256 ",
-            "    [vast-1] Success",
+            "    [vast-3] Success",
             "    [vast-22] Error: the SHA-256 of the archive is abc, not def",
         ],
         start=101,
@@ -77,7 +77,7 @@ def test_hosts_are_tallied_apart_and_a_failed_one_says_so() -> None:
         watch.feed(line, float(now))
     assert watch.operation == "Deploy Ollama | Download Ollama 0.32.7 and check its SHA-256"
     assert watch.report() == [  # in natural order, not in the order they answered
-        "    vast-1  ok: 2 changed, 0 unchanged, 0 failed (5.0 s)",
+        "    vast-3  ok: 2 changed, 0 unchanged, 0 failed (5.0 s)",
         "    vast-22 FAILED: 0 changed, 1 unchanged, 1 failed (6.0 s)",
     ]
 
