@@ -283,24 +283,33 @@ def settle_port(
 ) -> tuple[int, str]:
     """Return the local port to use and a note for the terminal ("" when ``port`` is free).
 
-    A taken port is an error only when opening on a port the user named; otherwise an answering
-    tunnel is reported (and kept) and anything else — a tunnel to a proxy_app that refuses
-    ``key``, i.e. to another deployment, included — moves to the next free port.
+    A taken port is an error only when opening on a port the user named; opening otherwise moves
+    to the next free port. Printing keeps the first port from ``port`` on where a tunnel to this
+    deployment answers (proxy_app's /health, and it accepts ``key``), passing over tunnels to
+    other deployments and anything else, up to the first free port.
     """
     if not port_in_use(port):
         return port, ""
     if opening and explicit:
         check_local_port(port)
-    health = proxy_health(port)
-    alternative = free_port_near(port)
-    if health is not None and not opening:
-        if key is not None and key_refused(port, key):
-            return alternative, (
-                f"Local port {port} has a tunnel to another deployment's proxy_app (it refuses "
-                f"this key); using {alternative} instead."
+    why = "is in use"
+    if not opening:
+        for candidate in range(port, min(port + 101, 65536)):
+            if not port_in_use(candidate):
+                return candidate, f"Local port {port} {why}; using {candidate} instead."
+            health = proxy_health(candidate)
+            if health is None:
+                continue
+            if key is not None and key_refused(candidate, key):
+                if candidate == port:
+                    why = "has a tunnel to another deployment's proxy_app (it refuses this key)"
+                continue
+            note = (
+                f"A tunnel is already open on 127.0.0.1:{candidate} (proxy_app reports {health})."
             )
-        return port, f"A tunnel is already open on 127.0.0.1:{port} (proxy_app reports {health})."
-    return alternative, f"Local port {port} is in use; using {alternative} instead."
+            return candidate, note
+    alternative = free_port_near(port)
+    return alternative, f"Local port {port} {why}; using {alternative} instead."
 
 
 def wait_for_port(

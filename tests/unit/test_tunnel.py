@@ -6,7 +6,7 @@ import http.server
 import shlex
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -225,4 +225,18 @@ def test_a_tunnel_to_another_deployment_is_not_reused(proxy: LiveProxy) -> None:
     assert note == (
         f"Local port {port} has a tunnel to another deployment's proxy_app (it refuses this "
         f"key); using {moved} instead."
+    )
+
+
+def test_printing_finds_this_deployments_tunnel_past_another_one(
+    make_proxy: Callable[..., LiveProxy],
+) -> None:
+    """8001 holds a tunnel to another fleet, 8002 ours (as after `--open` moved there): the
+    printed lines use 8002, not the next free port."""
+    port = next(p for p in range(20000, 21000) if not any(map(tunnel.port_in_use, (p, p + 1))))
+    make_proxy(port=port, api_keys=["sk-other-fleet"])
+    make_proxy(port=port + 1)
+    assert tunnel.settle_port(port, explicit=False, opening=False, key=API_KEY) == (
+        port + 1,
+        f"A tunnel is already open on 127.0.0.1:{port + 1} (proxy_app reports healthy).",
     )
