@@ -6,11 +6,12 @@
 Prints the `ssh -N -L …` command and `export` lines for Claude Code; the proxy key is referenced
 as `"$(cat …/proxy_api_key)"`, never printed unless `--show-secrets` asks for it. With `--open`
 it also runs that ssh in the foreground until ssh exits (Ctrl-C closes the tunnel). When the
-local port is taken, printing never fails: a tunnel (or proxy_app) already answering there is
-reported and its lines printed; anything else gets the lines for the next free port. Only
-`--open` with an explicit `--local-port` that is taken is an error. The host's data comes
-from the inventory (`pyinfra <inventory> debug-inventory --json`, so group_data/ applies) on top
-of the roles' defaults; the API key is `secrets/proxy_api_key`, as the deploy wrote it.
+local port is taken, printing never fails: a tunnel to this deployment (its proxy_app accepts the
+key) already open there or on a later port is reported and its lines printed; else the lines
+are for the next free port. Only `--open` with an explicit `--local-port` that is taken is an
+error. The host's data comes from the inventory (`pyinfra <inventory> debug-inventory --json`,
+so group_data/ applies) on top of the roles' defaults; the API key is `secrets/proxy_api_key`,
+as the deploy wrote it.
 Exit status 2 with one sentence when the inventory, the host, the key or the local port is wrong.
 """
 
