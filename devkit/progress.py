@@ -205,7 +205,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             status = run_step(name, command, log, screen, width)
             if status != 0:
                 return status
-    screen.say(f"All {len(args.steps)} steps done in {duration(screen.clock() - started)}.")
+    steps = f"{len(args.steps)} step" + ("s" if len(args.steps) != 1 else "")
+    screen.say(f"All {steps} done in {duration(screen.clock() - started)}.")
     return 0
 
 

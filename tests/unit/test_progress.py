@@ -4,9 +4,11 @@ log's tail on screen when a step fails — and `make deploy` built on it."""
 from __future__ import annotations
 
 import os
+import pty
 import re
 import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -142,3 +144,32 @@ def test_make_deploy_with_a_broken_inventory_fails_and_shows_why(tmp_path: Path)
     assert any("no hosts for this test" in line for line in lines[5:])
     assert f"the full output of every step is in {log}" in done.stdout
     assert "no hosts for this test" in log.read_text()
+
+
+def test_on_a_terminal_the_steps_line_is_rewritten_in_place(tmp_path: Path) -> None:
+    """With a terminal for stdout the step's line is redrawn (carriage return, erase line) when
+    it ends, instead of being continued; the tool's output still goes to the log only."""
+    main_fd, terminal_fd = pty.openpty()
+    log = tmp_path / "job.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "devkit.progress", "--log", str(log), "quick=echo noise"],
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        stdout=terminal_fd,
+        stderr=terminal_fd,
+    )
+    os.close(terminal_fd)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(main_fd, 4096)
+        except OSError:  # EIO: the terminal's other side is closed
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(main_fd)
+    assert proc.wait(timeout=30) == 0
+    screen = b"".join(chunks).decode()
+    assert re.search(r"quick …\r\x1b\[Kquick … \d+\.\d s\r\n", screen), repr(screen)
+    assert "noise" not in screen and "noise" in log.read_text()
