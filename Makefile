@@ -77,6 +77,7 @@ CHECK_HOSTS  = $(BIN)/pytest -q -p no:cacheprovider tests/infra --inventory $(IN
                -m "not claude_code"
 deploy: ## provision INVENTORY (default: the local sandbox fleet), check it, print the tunnel
 	@$(PYTHON) -m devkit.progress --log $(DEPLOY_LOG) \
+	  --redact-dir $(or $(SELFHOST_SECRETS_DIR),secrets) \
 	  "packages=$(MAKE) --no-print-directory apt" \
 	  "venv=$(MAKE) --no-print-directory venv" \
 	  "Claude Code CLI=$(MAKE) --no-print-directory node" \

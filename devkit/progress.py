@@ -9,7 +9,9 @@ operations changed, unchanged and failed, and when that host finished), for ``py
 summary, for ``python -m sandbox build`` whether the rootfs was cached. On a terminal the line
 counts the seconds (and names pyinfra's current operation) while the step runs, so a slow step
 never looks hung. When a step fails its last lines are shown with the log's name, and the exit
-status is the step's. Stdlib only: it runs before the venv exists (it is what makes the venv).
+status is the step's. With ``--redact-dir`` the value of each one-line file there (the deploy's
+secrets) is replaced before anything is written. Stdlib only: it runs before the venv exists
+(it is what makes the venv).
 """
 
 from __future__ import annotations
@@ -136,11 +138,43 @@ class Screen:
             self.out.flush()
 
 
-def run_step(name: str, command: str, log: IO[str], screen: Screen, width: int) -> int:
+class Secrets:
+    """Values to keep off the screen and out of the log: each one-line file in a folder.
+
+    A safety net, for tools that echo a command line when they fail (testinfra does): every
+    occurrence becomes ``[secret: NAME]``. Read again before each step, since the deploy
+    creates the folder's files.
+    """
+
+    def __init__(self, folder: Path | None) -> None:
+        self.folder = folder
+        self.values: dict[str, str] = {}
+
+    def reload(self) -> None:
+        if self.folder is None or not self.folder.is_dir():
+            return
+        for path in sorted(self.folder.rglob("*")):
+            try:
+                text = path.read_text().strip() if path.is_file() else ""
+            except (OSError, UnicodeDecodeError):
+                continue
+            if len(text) >= 8 and "\n" not in text:
+                self.values[text] = f"[secret: {path.relative_to(self.folder)}]"
+
+    def hide(self, line: str) -> str:
+        for value, name in self.values.items():
+            line = line.replace(value, name)
+        return line
+
+
+def run_step(
+    name: str, command: str, log: IO[str], screen: Screen, width: int, secrets: Secrets
+) -> int:
     """Run one step, copying its output to ``log``; return its exit status."""
+    secrets.reload()
     started = screen.clock()
     watch = Watch(started)
-    log.write(f"\n==> {name}: {command}\n")
+    log.write(secrets.hide(f"\n==> {name}: {command}\n"))
     log.flush()
     screen.begin(f"{name:<{width}}")
     proc = subprocess.Popen(
@@ -162,6 +196,7 @@ def run_step(name: str, command: str, log: IO[str], screen: Screen, width: int) 
     thread.start()
     assert proc.stdout is not None
     for line in proc.stdout:
+        line = secrets.hide(line)
         log.write(line)
         watch.feed(line.rstrip("\n"), screen.clock())
     status = proc.wait()
@@ -194,15 +229,19 @@ def parse_step(text: str) -> tuple[str, str]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m devkit.progress", description=__doc__)
     parser.add_argument("--log", required=True, type=Path, help="file for the tools' output")
+    parser.add_argument(
+        "--redact-dir", type=Path, help="folder of secrets to replace by [secret: NAME] in output"
+    )
     parser.add_argument("steps", nargs="+", type=parse_step, metavar="NAME=COMMAND")
     args = parser.parse_args(argv)
+    secrets = Secrets(args.redact_dir)
     screen = Screen(sys.stdout)
     width = max(len(name) for name, _ in args.steps)
     started = screen.clock()
     with args.log.open("w", encoding="utf-8") as log:
         screen.say(f"The tools' output goes to {args.log} (shown here only if a step fails).")
         for name, command in args.steps:
-            status = run_step(name, command, log, screen, width)
+            status = run_step(name, command, log, screen, width, secrets)
             if status != 0:
                 return status
     steps = f"{len(args.steps)} step" + ("s" if len(args.steps) != 1 else "")

@@ -173,3 +173,31 @@ def test_on_a_terminal_the_steps_line_is_rewritten_in_place(tmp_path: Path) -> N
     screen = b"".join(chunks).decode()
     assert re.search(r"quick …\r\x1b\[Kquick … \d+\.\d s\r\n", screen), repr(screen)
     assert "noise" not in screen and "noise" in log.read_text()
+
+
+def test_secret_values_never_reach_the_screen_or_the_log(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A tool that echoes its command line on failure (testinfra does) with a secret in it:
+    the value is replaced in the log and in the tail shown — including a secret the job itself
+    created in an earlier step, as the deploy creates the secrets folder."""
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "redis_password").write_text("pw-Xq7-the-redis-one\n")
+    key_file = secrets / "proxy_api_key"
+    status = progress.main(
+        [
+            "--log", str(tmp_path / "job.log"), "--redact-dir", str(secrets),
+            f"make secrets=head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \\n' > {key_file}",
+            f"checks=echo \"command=b'REDISCLI_AUTH=pw-Xq7-the-redis-one redis-cli'\"; "
+            f"echo \"curl -H 'x-api-key: $(cat {key_file})'\"; exit 1",
+        ]
+    )  # fmt: skip
+    created = key_file.read_text().strip()
+    assert len(created) == 48
+    assert status == 1
+    screen, log = capsys.readouterr().out, (tmp_path / "job.log").read_text()
+    for text in (screen, log):
+        assert "pw-Xq7" not in text and created not in text
+        assert "REDISCLI_AUTH=[secret: redis_password] redis-cli" in text
+        assert "x-api-key: [secret: proxy_api_key]" in text
