@@ -11,8 +11,8 @@ APT_PACKAGES := redis-server debootstrap openssh-client openssl zstd systemd cur
                 slirp4netns systemd-container haproxy
 
 .PHONY: help venv apt node deps test lint unit deploy sandbox-up sandbox-down sandbox-status \
-        sandbox-restart check-hosts tunnel gateway gateway-status bench bench-limits bench-deploy \
-        clean up down stop start status
+        sandbox-restart check-hosts tunnel gateway gateway-status bench bench-charts bench-limits \
+        bench-deploy clean up down stop start status
 
 help: ## list every target
 	@awk -F':.*## ' '/^[a-z][a-z-]*:.*## / {printf "make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -32,7 +32,7 @@ venv: $(VENV)/.installed ## create .venv with every Python dependency
 apt: ## install the Debian packages the tests and the sandbox need
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
-	  echo "installing: $$missing"; \
+	  echo "installing:" $$missing; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi; \
 	service redis-server stop >/dev/null 2>&1 || true
@@ -54,7 +54,7 @@ test: deps lint ## install everything and run the whole suite
 
 unit: venv ## the fast tests only (no sandbox, no deploy)
 	$(BIN)/pytest tests/unit tests/integration tests/cache tests/ollama_double tests/fleet \
-	  tests/vast_double
+	  tests/vast_double tests/bench
 
 sandbox-up: deps ## start sandbox-1..N (SANDBOX_HOSTS=N, default 1; SANDBOX_KIND=systemd,…)
 	$(BIN)/python -m sandbox up
@@ -70,20 +70,29 @@ sandbox-restart: venv ## kill and boot one host like a vast.ai stop/start (HOST=
 
 # On the sandbox, the fleet's local release server stands in for Ollama's GitHub download
 # (inventories/local.py hands its URL and SHA-256 to the deploy); rented hosts download the
-# pinned real release.
-deploy: deps ## provision INVENTORY (default: the local sandbox fleet), check it, print the tunnel
-ifeq ($(INVENTORY),inventories/local.py)
-	$(BIN)/python -m sandbox up
-endif
-	$(BIN)/pyinfra -y $(INVENTORY) deploy.py
-	$(BIN)/pytest -q -p no:cacheprovider tests/infra --inventory $(INVENTORY) -m "not claude_code"
+# pinned real release. devkit.progress prints one line per step and keeps the tools' output in
+# DEPLOY_LOG (shown only when a step fails); it runs on the system Python, before the venv exists.
+DEPLOY_LOG  ?= deploy.log
+CHECK_HOSTS  = $(BIN)/pytest -q -p no:cacheprovider tests/infra --inventory $(INVENTORY) \
+               -m "not claude_code"
+deploy: ## provision INVENTORY (default: the local sandbox fleet), check it, print the tunnel
+	@$(PYTHON) -m devkit.progress --log $(DEPLOY_LOG) \
+	  --redact-dir $(or $(SELFHOST_SECRETS_DIR),secrets) \
+	  "packages=$(MAKE) --no-print-directory apt" \
+	  "venv=$(MAKE) --no-print-directory venv" \
+	  "Claude Code CLI=$(MAKE) --no-print-directory node" \
+	  $(if $(filter inventories/local.py,$(INVENTORY)),"rootfs=$(BIN)/python -m sandbox build" \
+	  "sandbox hosts=$(BIN)/python -m sandbox up",) \
+	  "deploy=$(BIN)/pyinfra -y $(INVENTORY) deploy.py" \
+	  'host checks=$(CHECK_HOSTS)'
 	@$(BIN)/python -m fleet.tunnel --inventory $(INVENTORY)
 
 check-hosts: venv ## testinfra host checks against INVENTORY
-	$(BIN)/pytest -q -p no:cacheprovider tests/infra --inventory $(INVENTORY) -m "not claude_code"
+	$(CHECK_HOSTS)
 
-tunnel: venv ## print the ssh tunnel and Claude Code environment (HOST=name)
-	$(BIN)/python -m fleet.tunnel --inventory $(INVENTORY) $(if $(HOST),--host $(HOST),)
+tunnel: venv ## print the ssh tunnel and Claude Code environment (HOST=name, SHOW_SECRETS=1)
+	$(BIN)/python -m fleet.tunnel --inventory $(INVENTORY)$(if $(HOST), --host $(HOST))$(if \
+	  $(SHOW_SECRETS), --show-secrets)
 
 # Foreground until Ctrl-C; GATEWAY_PORT (8001) and GATEWAY_STATS_PORT (8404) pick the ports.
 gateway: venv apt ## one endpoint for every INVENTORY host: HAProxy over SSH tunnels
@@ -92,12 +101,15 @@ gateway: venv apt ## one endpoint for every INVENTORY host: HAProxy over SSH tun
 gateway-status: venv ## one line per host of the running gateway
 	$(BIN)/python -m fleet.gateway status
 
-bench: deps ## benchmarks (bench/results/)
+bench: deps ## benchmarks and their charts (bench/results/)
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.gateway
 
 bench-limits: venv ## what the protocol limits and checks cost: proxy_app before/after in one run
 	$(BIN)/python -m bench.limits
+
+bench-charts: venv ## redraw bench/results/*.png from bench/results/latest.json
+	$(BIN)/python -m bench.charts
 
 bench-deploy: deps ## time the first deploy and the re-run on fleets of 1 and 2 sandbox hosts
 	$(BIN)/python -m bench.deploy

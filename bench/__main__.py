@@ -7,8 +7,9 @@ Targets, all behind the same Ollama API double (its own process, ollama_double/)
   litellm         the LiteLLM proxy (bench/.litellm-venv), /v1/messages -> ollama_chat/...
 Each target: the captured Claude Code request (tests/fixtures/claude_code/first_request.json),
 non-streaming and streaming, at concurrency 1 and 16. Results: bench/results/latest.{json,md}
-plus a dated copy. Also included: bench/cache_hit.py's ResponseCache.get() micro-benchmark,
-bench/count_tokens.py's cost of counting and guarding the captured request (exact vs estimate), and
+plus a dated copy, and charts of them (bench/charts.py: bench/results/*.png). Also included:
+bench/cache_hit.py's ResponseCache.get() micro-benchmark, bench/count_tokens.py's cost of
+counting and guarding the captured request (exact vs estimate), and
 bench/results/deploy_times.json when present (written by `make bench-deploy`; any JSON object, e.g.
 {"first_run_s": 512.3, "rerun_s": 41.0, "inventory": "inventories/local.py",
 "date": "2026-01-01T00:00:00+00:00"}), copied as is into the results.
@@ -28,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import report, servers
+from bench import charts, report, servers
 from bench.load import Case, Outcome, run_case
 
 ROOT = servers.ROOT
@@ -316,6 +317,8 @@ def main() -> int:
     print()
     print(markdown)
     print(f"wrote {args.out / 'latest.json'}, {args.out / 'latest.md'} and {stamp}.*")
+    drawn = charts.render(results, args.out)
+    print(f"drew {', '.join(str(path) for path in drawn)}")
     return 0
 
 

@@ -110,14 +110,15 @@ def run(args: argparse.Namespace) -> int:
         _check_port(args.port, "--port")
         _check_port(args.stats_port, "--stats-port")
         hosts = tunnel.load_inventory(args.inventory)
-        key = tunnel.proxy_key()
+        key = tunnel.proxy_key_file()  # printed as "$(cat FILE)", never the key itself
     except tunnel.TunnelError as exc:
         print(exc, file=sys.stderr)
         return 2
     ports = {str(h["name"]): _free_port() for h in hosts}
     cfg = GatewayConfig(
         hosts=[Backend(name, port) for name, port in ports.items()],
-        port=args.port, stats_port=args.stats_port,
+        port=args.port,
+        stats_port=args.stats_port,
     )
     # `kill <pid>` stops the gateway like Ctrl-C does, through the `finally` blocks below.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -127,9 +128,13 @@ def run(args: argparse.Namespace) -> int:
         except GatewayError as exc:
             print(exc, file=sys.stderr)
             return 2
-        print(f"Opening {len(ports)} tunnel(s): "
-              + ", ".join(f"{name} on 127.0.0.1:{port}" for name, port in ports.items())
-              + f" (ssh's messages: {workdir}/<host>.log)", file=sys.stderr, flush=True)
+        print(
+            f"Opening {len(ports)} tunnel(s): "
+            + ", ".join(f"{name} on 127.0.0.1:{port}" for name, port in ports.items())
+            + f" (ssh's messages: {workdir}/<host>.log)",
+            file=sys.stderr,
+            flush=True,
+        )
         tunnels = Supervisor(tunnel_commands(hosts, ports), output_dir=Path(workdir))
         try:
             with tunnels, _after_tunnels_open(ports), HAProxy(config, cfg) as haproxy:
@@ -154,8 +159,10 @@ def status(args: argparse.Namespace) -> int:
     try:
         rows = read_stats(args.stats_port)
     except GatewayError:
-        print(f"No gateway answers on 127.0.0.1:{args.stats_port}; start it with `make gateway`.",
-              file=sys.stderr)
+        print(
+            f"No gateway answers on 127.0.0.1:{args.stats_port}; start it with `make gateway`.",
+            file=sys.stderr,
+        )
         return 2
     print("\n".join(status_lines(host_status(rows))))
     return 0
@@ -175,8 +182,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         sub.add_argument("--inventory", default="inventories/local.py", help="pyinfra inventory")
         sub.add_argument("--port", type=int, default=port, help="gateway port (GATEWAY_PORT)")
     for sub in (parser, run_parser, status_parser):
-        sub.add_argument("--stats-port", type=int, default=stats_port,
-                         help="stats and Prometheus port (GATEWAY_STATS_PORT)")
+        sub.add_argument(
+            "--stats-port",
+            type=int,
+            default=stats_port,
+            help="stats and Prometheus port (GATEWAY_STATS_PORT)",
+        )
     args = parser.parse_args(argv)
     return status(args) if args.command == "status" else run(args)
 

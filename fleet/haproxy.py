@@ -89,7 +89,10 @@ def check_config(path: Path) -> None:
     """Validate a config with ``haproxy -c``, warnings included; raise GatewayError with why."""
     done = subprocess.run(
         [haproxy_binary(), "-dW", "-c", "-f", str(path)],
-        capture_output=True, text=True, timeout=30, check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
     if done.returncode != 0:
         output = (done.stdout + done.stderr).splitlines()
@@ -162,11 +165,13 @@ def host_status(rows: list[dict[str, str]]) -> list[dict[str, Any]]:
     hosts: dict[str, dict[str, Any]] = {}
     for row in rows:
         if row["pxname"] not in ("by_session", "least_busy") or row["svname"] in (
-            "FRONTEND", "BACKEND",
+            "FRONTEND",
+            "BACKEND",
         ):
             continue
-        entry = hosts.setdefault(row["svname"], {"name": row["svname"], "requests": 0,
-                                                 "in_flight": 0, "queued": 0})
+        entry = hosts.setdefault(
+            row["svname"], {"name": row["svname"], "requests": 0, "in_flight": 0, "queued": 0}
+        )
         entry["requests"] += int(row.get("stot") or 0)
         entry["in_flight"] += int(row.get("scur") or 0)
         entry["queued"] += int(row.get("qcur") or 0)
@@ -175,8 +180,9 @@ def host_status(rows: list[dict[str, str]]) -> list[dict[str, Any]]:
             check = row.get("check_status") or "-"
             code = row.get("check_code") or ""
             duration = row.get("check_duration") or ""
-            entry["last_check"] = check + (f" {code}" if code else "") + (
-                f" in {duration} ms" if duration else "")
+            entry["last_check"] = (
+                check + (f" {code}" if code else "") + (f" in {duration} ms" if duration else "")
+            )
             entry["last_change_s"] = int(row.get("lastchg") or 0)
     return list(hosts.values())
 

@@ -69,7 +69,7 @@ def tunnel(hosts: Sequence[str], env: Mapping[str, str]) -> str:
 
     try:
         loaded = {h["name"]: h for h in lines.load_inventory(INVENTORY, env)}
-        token = lines.proxy_key()
+        token = lines.proxy_key_file()
         text = []
         for offset, name in enumerate(hosts):
             entry = lines.pick_host(list(loaded.values()), name)

@@ -71,8 +71,12 @@ class Supervisor:
             if self._stopping.is_set():
                 return
             delay = RESTART_DELAY if time.monotonic() - started > STABLE_AFTER else delay
-            print(f"{name}: tunnel exited with status {status}{self._last_words(name)}; "
-                  f"re-opening it in {delay:g} s.", file=self.log, flush=True)
+            print(
+                f"{name}: tunnel exited with status {status}{self._last_words(name)}; "
+                f"re-opening it in {delay:g} s.",
+                file=self.log,
+                flush=True,
+            )
             if self._stopping.wait(delay):
                 return
             self.restarts[name] += 1

@@ -1,15 +1,17 @@
 """SSH tunnel to a deployed host's proxy_app, and the environment Claude Code needs to use it.
 
     python -m fleet.tunnel --inventory inventories/local.py [--host NAME]
-                                 [--local-port 8001] [--open]
+                                 [--local-port 8001] [--open] [--show-secrets]
 
-Prints the `ssh -N -L …` command and `export` lines for Claude Code. With `--open` it also runs
-that ssh in the foreground until ssh exits (Ctrl-C closes the tunnel). When the local port is
-taken, printing never fails: a tunnel (or proxy_app) already answering there is reported and its
-lines printed; anything else gets the lines for the next free port. Only `--open` with an
-explicit `--local-port` that is taken is an error. The host's data comes
-from the inventory (`pyinfra <inventory> debug-inventory --json`, so group_data/ applies) on top
-of the roles' defaults; the API key is `secrets/proxy_api_key`, as the deploy wrote it.
+Prints the `ssh -N -L …` command and `export` lines for Claude Code; the proxy key is referenced
+as `"$(cat …/proxy_api_key)"`, never printed unless `--show-secrets` asks for it. With `--open`
+it also runs that ssh in the foreground until ssh exits (Ctrl-C closes the tunnel). When the
+local port is taken, printing never fails: a tunnel to this deployment (its proxy_app accepts the
+key) already open there or on a later port is reported and its lines printed; else the lines
+are for the next free port. Only `--open` with an explicit `--local-port` that is taken is an
+error. The host's data comes from the inventory (`pyinfra <inventory> debug-inventory --json`,
+so group_data/ applies) on top of the roles' defaults; the API key is `secrets/proxy_api_key`,
+as the deploy wrote it.
 Exit status 2 with one sentence when the inventory, the host, the key or the local port is wrong.
 """
 
@@ -102,18 +104,30 @@ def pick_host(hosts: Sequence[Mapping[str, Any]], name: str | None) -> Mapping[s
     raise TunnelError(f"No host {name!r} in the inventory; it has: {names}.")
 
 
-def proxy_key() -> str:
-    """The key proxy_app accepts, from the control machine's secrets folder (never generated)."""
+def proxy_key_file() -> Path:
+    """The absolute path of the key proxy_app accepts (the deploy creates it, never this)."""
     from roles.secrets import secrets_dir
 
-    path = secrets_dir() / "proxy_api_key"
+    path = (secrets_dir() / "proxy_api_key").absolute()
     try:
-        key = path.read_text().strip()
+        present = bool(path.read_text().strip())
     except OSError:
-        key = ""
-    if not key:
+        present = False
+    if not present:
         raise TunnelError(f"{path} is missing; deploy first (the deploy creates the proxy key).")
-    return key
+    return path
+
+
+def _key_if_deployed() -> str | None:
+    try:
+        return proxy_key()
+    except TunnelError:
+        return None
+
+
+def proxy_key() -> str:
+    """The key proxy_app accepts, from the control machine's secrets folder."""
+    return proxy_key_file().read_text().strip()
 
 
 # --------------------------------------------------------------------------- rendering
@@ -142,53 +156,88 @@ def ssh_command(
     return argv
 
 
-def claude_env(data: Mapping[str, Any], local_port: int, token: str) -> dict[str, str]:
-    """Claude Code's environment for the tunnel: URL, key, the served model and its window."""
-    model = str(data.get("proxy_default_model") or data["ollama_models"][0])
-    window = str(data.get("proxy_num_ctx") or data["ollama_context_length"])
+# Unset, so the printed environment is exactly what `claude` runs with: an API key (Claude Code
+# would send it instead of the token), and what earlier printouts (and the README before
+# 2026-11-30) set. Those model variables made Claude Code log
+# `[claude-code:unrecognized_model]` on every run, and CLAUDE_CODE_AUTO_COMPACT_WINDOW below
+# 100k only produced a warning (Claude Code reads it as its 100k minimum).
+STALE = (
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_MODEL",
+    "ANTHROPIC_DEFAULT_OPUS_MODEL",
+    "ANTHROPIC_DEFAULT_SONNET_MODEL",
+    "ANTHROPIC_DEFAULT_HAIKU_MODEL",
+    "CLAUDE_CODE_AUTO_COMPACT_WINDOW",
+)
+
+
+def claude_env(
+    data: Mapping[str, Any], local_port: int, token: str | Path
+) -> dict[str, str | Path]:
+    """Claude Code's environment for the tunnel: only what changes its behaviour.
+
+    ``token`` is the key itself, or (as ``python -m fleet.tunnel`` passes it) the file holding
+    it, which :func:`render` prints as ``"$(cat FILE)"`` so the key never reaches the screen.
+    No model variables: Claude Code's own ids (claude-opus-5-5, claude-haiku-5-5 for background
+    work) are recognised, assume the same 1M window as an unknown id and make the same requests;
+    proxy_app serves every ``claude-*`` id with ``proxy_default_model`` (README, "Which model ids").
+    """
+    window = int(data.get("proxy_num_ctx") or data["ollama_context_length"])
     return {
         "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{local_port}",
         "ANTHROPIC_AUTH_TOKEN": token,
-        "ANTHROPIC_MODEL": model,
-        "ANTHROPIC_DEFAULT_OPUS_MODEL": model,
-        "ANTHROPIC_DEFAULT_SONNET_MODEL": model,
-        "ANTHROPIC_DEFAULT_HAIKU_MODEL": model,
-        # The deployed window. CLAUDE_CODE_MAX_CONTEXT_TOKENS is left out on purpose: set to a
-        # 32k window, Claude Code 2.1.328 compacts proactively after every tool result (two
-        # extra full-prompt generations). Without it, proxy_app's "prompt is too long" 400
-        # makes Claude Code compact exactly when the context is full.
-        "CLAUDE_CODE_AUTO_COMPACT_WINDOW": window,
-        # Claude Code caps a Read at 25k tokens: more than a 32k window leaves after its ~16k
+        # Claude Code caps a Read at 25k tokens: more than a 32k window leaves after its ~11k
         # of system prompt and tools, and no compaction can save that turn. A quarter fits.
-        "CLAUDE_CODE_FILE_READ_MAX_OUTPUT_TOKENS": str(int(window) // 4),
+        "CLAUDE_CODE_FILE_READ_MAX_OUTPUT_TOKENS": str(window // 4),
+        # No telemetry, error reports or update checks to Anthropic from a self-hosted setup.
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-        "CLAUDE_CODE_ATTRIBUTION_HEADER": "false",
     }
 
 
-def render(command: Sequence[str], env: Mapping[str, str]) -> str:
-    """The text printed: the tunnel command, then shell lines setting Claude Code's env."""
+def render(
+    command: Sequence[str], env: Mapping[str, str | Path], show_secrets: bool = False
+) -> str:
+    """The text printed: the tunnel command, then shell lines setting Claude Code's env.
+
+    A value that is a Path is a secret file: printed as ``"$(cat FILE)"``, or its content with
+    ``show_secrets``.
+    """
     lines = ["# 1. Open the tunnel (keep it running):", shlex.join(command), ""]
     lines.append("# 2. In the shell that runs `claude`:")
-    lines += env_lines(env)
+    lines += env_lines(env, show_secrets)
     return "\n".join(lines) + "\n"
 
 
-def env_lines(env: Mapping[str, str]) -> list[str]:
-    """Shell lines that give Claude Code ``env`` (and drop a stray ANTHROPIC_API_KEY)."""
-    return ["unset ANTHROPIC_API_KEY"] + [
-        f"export {key}={shlex.quote(value)}" for key, value in env.items()
-    ]
+def env_lines(env: Mapping[str, str | Path], show_secrets: bool = False) -> list[str]:
+    """Shell lines that give Claude Code ``env`` and drop what older printouts set.
+
+    A value that is a Path is a secret file: ``"$(cat FILE)"``, or its content with
+    ``show_secrets``.
+    """
+    lines = [f"unset {' '.join(STALE)}"]
+    for key, value in env.items():
+        if isinstance(value, Path) and not show_secrets:
+            lines.append(f'export {key}="$(cat {shlex.quote(str(value))})"')
+        else:
+            text = value.read_text().strip() if isinstance(value, Path) else value
+            lines.append(f"export {key}={shlex.quote(text)}")
+    return lines
 
 
 def parse_exports(text: str) -> dict[str, str]:
-    """The ``export K=V`` lines of :func:`render`'s text, as a dict."""
-    env = {}
-    for line in text.splitlines():
-        if line.startswith("export "):
-            key, _, value = line[len("export ") :].partition("=")
-            env[key] = shlex.split(value)[0] if value else ""
-    return env
+    """The values :func:`render`'s ``export`` lines give, as ``sh`` evaluates them (secret files
+    read), in a minimal environment."""
+    lines = [line for line in text.splitlines() if line.startswith(("export ", "unset "))]
+    keys = [line[len("export ") :].partition("=")[0] for line in lines if line[0] == "e"]
+    script = "\n".join([*lines, *(f'printf "%s\\0" "${key}"' for key in keys)])
+    done = subprocess.run(
+        ["sh", "-c", script],
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return dict(zip(keys, done.stdout.split("\0")[: len(keys)], strict=True))
 
 
 # --------------------------------------------------------------------------- local port
@@ -231,21 +280,52 @@ def proxy_health(port: int) -> str | None:
     return str(status) if status else None
 
 
-def settle_port(port: int, explicit: bool, opening: bool) -> tuple[int, str]:
+def key_refused(port: int, key: str) -> bool:
+    """Whether the proxy_app on 127.0.0.1:``port`` answers 401 to ``key`` (another deployment)."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v1/models", headers={"x-api-key": key}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=3):
+            return False
+    except urllib.error.HTTPError as error:
+        return error.code == 401
+    except OSError:
+        return False
+
+
+def settle_port(
+    port: int, explicit: bool, opening: bool, key: str | None = None
+) -> tuple[int, str]:
     """Return the local port to use and a note for the terminal ("" when ``port`` is free).
 
-    A taken port is an error only when opening on a port the user named; otherwise an answering
-    tunnel is reported (and kept) and anything else moves to the next free port.
+    A taken port is an error only when opening on a port the user named; opening otherwise moves
+    to the next free port. Printing keeps the first port from ``port`` on where a tunnel to this
+    deployment answers (proxy_app's /health, and it accepts ``key``), passing over tunnels to
+    other deployments and anything else, up to the first free port.
     """
     if not port_in_use(port):
         return port, ""
     if opening and explicit:
         check_local_port(port)
-    health = proxy_health(port)
-    if health is not None and not opening:
-        return port, f"A tunnel is already open on 127.0.0.1:{port} (proxy_app reports {health})."
+    why = "is in use"
+    if not opening:
+        for candidate in range(port, min(port + 101, 65536)):
+            if not port_in_use(candidate):
+                return candidate, f"Local port {port} {why}; using {candidate} instead."
+            health = proxy_health(candidate)
+            if health is None:
+                continue
+            if key is not None and key_refused(candidate, key):
+                if candidate == port:
+                    why = "has a tunnel to another deployment's proxy_app (it refuses this key)"
+                continue
+            note = (
+                f"A tunnel is already open on 127.0.0.1:{candidate} (proxy_app reports {health})."
+            )
+            return candidate, note
     alternative = free_port_near(port)
-    return alternative, f"Local port {port} is in use; using {alternative} instead."
+    return alternative, f"Local port {port} {why}; using {alternative} instead."
 
 
 def wait_for_port(
@@ -278,14 +358,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--local-port", type=int, default=None, help=f"default {DEFAULT_LOCAL_PORT}"
     )
     parser.add_argument("--open", action="store_true", help="run the tunnel in the foreground")
+    parser.add_argument(
+        "--show-secrets", action="store_true", help="print the proxy key itself, not $(cat FILE)"
+    )
     args = parser.parse_args(argv)
     try:
         port, note = settle_port(
-            args.local_port or DEFAULT_LOCAL_PORT, args.local_port is not None, args.open
+            args.local_port or DEFAULT_LOCAL_PORT,
+            args.local_port is not None,
+            args.open,
+            _key_if_deployed(),
         )
         entry = pick_host(load_inventory(args.inventory), args.host)
         command = ssh_command(str(entry["name"]), entry["data"], port)
-        text = render(command, claude_env(entry["data"], port, proxy_key()))
+        env = claude_env(entry["data"], port, proxy_key_file())
+        text = render(command, env, show_secrets=args.show_secrets)
     except TunnelError as exc:
         print(exc, file=sys.stderr)
         return 2

@@ -119,4 +119,3 @@ def state(row: Mapping[str, Any]) -> str:
 def host_name(row: Mapping[str, Any]) -> str:
     """The inventory name inventories/vast.py gives this instance."""
     return f"vast-{row['id']}"
-

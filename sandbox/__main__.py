@@ -29,6 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     build = commands.add_parser("build", help="build the cached rootfs if missing or stale")
     build.add_argument("--force", action="store_true", help="rebuild even if current")
+    build.add_argument(
+        "-n", "--hosts", type=int, default=int(os.environ.get("SANDBOX_HOSTS") or 1),
+        help="fleet size whose kinds to build for (env SANDBOX_HOSTS, default 1)",
+    )  # fmt: skip
     up = commands.add_parser("up", help="start sandbox-1…N (idempotent), building the rootfs")
     up.add_argument(
         "-n", "--hosts", type=int, default=int(os.environ.get("SANDBOX_HOSTS") or 1),
@@ -53,8 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     fleet = Fleet()
     try:
         if args.command == "build":
-            if not build_rootfs(force=args.force):
-                print(f"{fleet.rootfs} is current")
+            # the rootfs of every kind the fleet will run (SANDBOX_KIND, else its hosts' kinds)
+            for kind in sorted(set(fleet.kinds(args.hosts))):
+                rootfs = fleet.rootfs_of(kind)
+                if not build_rootfs(rootfs, kind=kind, force=args.force):
+                    print(f"{rootfs} is current")
         elif args.command == "up":
             started = time.monotonic()
             hosts = fleet.up(args.hosts)

@@ -97,7 +97,11 @@ class Fleet:
         kinds = [str(kind) for kind in fleet.get("kinds", [])] or ["container"] * len(names)
         return dict(zip(names, kinds, strict=False))
 
-    def _rootfs(self, kind: str) -> Path:
+    def kinds(self, count: int) -> list[str]:
+        """The kinds `up(count)` would give hosts 1…count (env `SANDBOX_KIND`, else as they are)."""
+        return host_kinds(count, None, self._recorded())
+
+    def rootfs_of(self, kind: str) -> Path:
         """The cached rootfs hosts of ``kind`` mount."""
         return (
             self.rootfs
@@ -117,7 +121,7 @@ class Fleet:
             self.root / name,
             name=name,
             kind=kind,
-            rootfs=self._rootfs(kind or "container"),
+            rootfs=self.rootfs_of(kind or "container"),
             data_dir=self.data_root / name if self.data_root else None,
             ssh_port=None if self.base_port else 0,
             default_port=self.base_port + int(index) - 1 if self.base_port else None,
@@ -141,7 +145,7 @@ class Fleet:
         kinds = host_kinds(count, kinds, self._recorded())
         wanted = dict(zip(host_names(count), kinds, strict=True))
         for kind in sorted(set(wanted.values())):  # once per kind, before the hosts share it
-            build_rootfs(self._rootfs(kind), kind=kind, log=log)
+            build_rootfs(self.rootfs_of(kind), kind=kind, log=log)
         with lock(self.root / "fleet.lock"):
             for extra in sorted(set(self._known()) - set(wanted)):
                 log(f"Stopping {extra} (the fleet now has {count} host(s))")
@@ -162,7 +166,7 @@ class Fleet:
         """Start one container host called ``name`` and list it in the fleet, the others left
         as they are (the vast.ai double's rentals come one at a time); the release server
         starts with it."""
-        build_rootfs(self._rootfs("container"), log=log)
+        build_rootfs(self.rootfs_of("container"), log=log)
         with lock(self.root / "fleet.lock"):
             release.ensure_running(self.root)
             self._record({**self._recorded(), name: "container"})

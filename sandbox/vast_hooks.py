@@ -105,8 +105,9 @@ class SandboxHooks:
 
 def _failed(row: Mapping[str, Any], what: str, exc: SandboxError) -> ApiError:
     """The API's answer when the host behind an instance fails: a 500 naming the reason."""
-    return ApiError(500, "host_failed", f"The sandbox host of instance {row['id']} did not"
-                                        f" {what}: {exc}")
+    return ApiError(
+        500, "host_failed", f"The sandbox host of instance {row['id']} did not {what}: {exc}"
+    )
 
 
 def _endpoint(box: Sandbox) -> dict[str, Any]:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from fleet import tunnel
 from ollama_double.server import ERR_QUEUE_FULL, OllamaDouble, Reply, prompt_tokens_of
-from tests.claude_code.cli import run_claude
+from tests.claude_code.cli import CLAUDE_BIN, run_claude
 from tests.conftest import API_KEY, LiveProxy
 
 pytestmark = pytest.mark.claude_code
@@ -154,3 +157,35 @@ def test_qwen3_coder_xml_calls_drive_a_write_and_bash_loop(
     assert "Wrote hello.txt and copied it." in done.stdout
     follow_up = double.chat_requests[-1]["messages"]
     assert [m["tool_name"] for m in follow_up if m["role"] == "tool"] == ["Write", "Bash"]
+
+
+def test_the_printed_environment_runs_claude_code_without_a_warning(
+    proxy: LiveProxy, double: OllamaDouble, tmp_path: Path
+) -> None:
+    """Exactly the lines `python -m fleet.tunnel` prints (key file referenced, not inlined), as
+    a shell evaluates them, plus HOME and PATH: the pinned CLI answers and stderr stays empty —
+    no `[claude-code:unrecognized_model]`, no CLAUDE_CODE_AUTO_COMPACT_WINDOW warning."""
+    key_file = tmp_path / "proxy_api_key"
+    key_file.write_text(API_KEY + "\n")
+    port = int(proxy.url.rsplit(":", 1)[1])
+    printed = tunnel.render(["ssh"], tunnel.claude_env(tunnel.role_defaults(), port, key_file))
+    assert API_KEY not in printed
+    env = tunnel.parse_exports(printed)
+    home = tmp_path / "home"
+    home.mkdir()
+    env |= {"HOME": str(home), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    double.script(Reply("Hello from the printed environment."))
+    done = subprocess.run(
+        [CLAUDE_BIN, "-p", "--", "say hi"],
+        cwd=tmp_path,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Hello from the printed environment." in done.stdout
+    assert done.stderr == ""
+    assert double.chat_requests[0]["model"] == "qwen2.5-coder:7b"  # a claude-* id, mapped

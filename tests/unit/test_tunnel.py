@@ -6,12 +6,14 @@ import http.server
 import shlex
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from devkit.ports import free_port
 from fleet import tunnel
+from tests.conftest import API_KEY, LiveProxy
 
 DATA = {
     **tunnel.role_defaults(),
@@ -51,18 +53,15 @@ def test_ssh_command_defaults_without_endpoint_data() -> None:
     assert "-i" not in argv and argv[-1] == "root@myhost"
 
 
-def test_claude_env_names_the_served_model_and_its_window() -> None:
+def test_claude_env_sets_only_what_changes_claude_codes_behaviour() -> None:
     env = tunnel.claude_env(DATA, 8001, "sk-secret")
-    model, window = DATA["proxy_default_model"], str(DATA["proxy_num_ctx"])
-    assert env["ANTHROPIC_BASE_URL"] == "http://127.0.0.1:8001"
-    assert env["ANTHROPIC_AUTH_TOKEN"] == "sk-secret"
-    for key in ("MODEL", "DEFAULT_OPUS_MODEL", "DEFAULT_SONNET_MODEL", "DEFAULT_HAIKU_MODEL"):
-        assert env[f"ANTHROPIC_{key}"] == model
-    assert env["CLAUDE_CODE_AUTO_COMPACT_WINDOW"] == window
-    assert "CLAUDE_CODE_MAX_CONTEXT_TOKENS" not in env
-    assert int(env["CLAUDE_CODE_FILE_READ_MAX_OUTPUT_TOKENS"]) == int(window) // 4
-    assert env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] == "1"
-    assert env["CLAUDE_CODE_ATTRIBUTION_HEADER"] == "false"
+    window = int(DATA["proxy_num_ctx"])
+    assert env == {
+        "ANTHROPIC_BASE_URL": "http://127.0.0.1:8001",
+        "ANTHROPIC_AUTH_TOKEN": "sk-secret",
+        "CLAUDE_CODE_FILE_READ_MAX_OUTPUT_TOKENS": str(window // 4),
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+    }
 
 
 def test_render_prints_the_command_and_export_lines_that_round_trip() -> None:
@@ -70,8 +69,30 @@ def test_render_prints_the_command_and_export_lines_that_round_trip() -> None:
     env = tunnel.claude_env(DATA, 8001, "tok'en with space")
     text = tunnel.render(command, env)
     assert shlex.join(command) in text.splitlines()
-    assert "unset ANTHROPIC_API_KEY" in text.splitlines()
     assert tunnel.parse_exports(text) == env
+
+
+def test_render_unsets_what_earlier_printouts_set() -> None:
+    text = tunnel.render(["ssh"], tunnel.claude_env(DATA, 8001, "sk"))
+    unset = [line for line in text.splitlines() if line.startswith("unset ")]
+    assert unset == [
+        "unset ANTHROPIC_API_KEY ANTHROPIC_MODEL ANTHROPIC_DEFAULT_OPUS_MODEL "
+        "ANTHROPIC_DEFAULT_SONNET_MODEL ANTHROPIC_DEFAULT_HAIKU_MODEL "
+        "CLAUDE_CODE_AUTO_COMPACT_WINDOW"
+    ]
+
+
+def test_a_key_file_is_referenced_not_printed(tmp_path: Path) -> None:
+    key_file = tmp_path / "my secrets" / "proxy_api_key"
+    key_file.parent.mkdir()
+    key_file.write_text("sk-never-on-screen\n")
+    env = tunnel.claude_env(DATA, 8001, key_file)
+    text = tunnel.render(["ssh"], env)
+    assert "sk-never-on-screen" not in text
+    assert f"export ANTHROPIC_AUTH_TOKEN=\"$(cat '{key_file}')\"" in text.splitlines()
+    assert tunnel.parse_exports(text)["ANTHROPIC_AUTH_TOKEN"] == "sk-never-on-screen"
+    shown = tunnel.render(["ssh"], env, show_secrets=True)
+    assert "export ANTHROPIC_AUTH_TOKEN=sk-never-on-screen" in shown.splitlines()
 
 
 def test_pick_host_first_by_default_or_by_name() -> None:
@@ -170,3 +191,52 @@ def test_proxy_key_comes_from_the_secrets_folder(
     assert not (tmp_path / "proxy_api_key").exists()  # never generated here
     (tmp_path / "proxy_api_key").write_text("sk-from-secrets\n")
     assert tunnel.proxy_key() == "sk-from-secrets"
+    assert tunnel.proxy_key_file() == (tmp_path / "proxy_api_key").absolute()
+
+
+def test_the_command_prints_the_key_only_when_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SELFHOST_SECRETS_DIR", str(tmp_path))
+    (tmp_path / "proxy_api_key").write_text("sk-only-when-asked\n")
+    inventory = tmp_path / "one.py"
+    inventory.write_text("hosts = [('box-a', {'ssh_hostname': '10.0.0.1'})]\n")
+    args = ["--inventory", str(inventory), "--local-port", str(free_port())]
+    assert tunnel.main(args) == 0
+    hidden = capsys.readouterr()
+    assert "sk-only-when-asked" not in hidden.out + hidden.err
+    assert tunnel.parse_exports(hidden.out)["ANTHROPIC_AUTH_TOKEN"] == "sk-only-when-asked"
+    assert tunnel.main([*args, "--show-secrets"]) == 0
+    assert "export ANTHROPIC_AUTH_TOKEN=sk-only-when-asked" in capsys.readouterr().out
+
+
+def test_a_tunnel_to_another_deployment_is_not_reused(proxy: LiveProxy) -> None:
+    """A real proxy_app on the port: kept when it accepts our key, skipped when it refuses it
+    (a tunnel to another fleet, whose printed lines would fail with Claude Code's
+    "Not logged in · Please run /login")."""
+    port = int(proxy.url.rsplit(":", 1)[1])
+    kept = tunnel.settle_port(port, explicit=False, opening=False, key=API_KEY)
+    assert kept == (
+        port,
+        f"A tunnel is already open on 127.0.0.1:{port} (proxy_app reports healthy).",
+    )
+    moved, note = tunnel.settle_port(port, explicit=False, opening=False, key="sk-other-fleet")
+    assert moved != port and not tunnel.port_in_use(moved)
+    assert note == (
+        f"Local port {port} has a tunnel to another deployment's proxy_app (it refuses this "
+        f"key); using {moved} instead."
+    )
+
+
+def test_printing_finds_this_deployments_tunnel_past_another_one(
+    make_proxy: Callable[..., LiveProxy],
+) -> None:
+    """8001 holds a tunnel to another fleet, 8002 ours (as after `--open` moved there): the
+    printed lines use 8002, not the next free port."""
+    port = next(p for p in range(20000, 21000) if not any(map(tunnel.port_in_use, (p, p + 1))))
+    make_proxy(port=port, api_keys=["sk-other-fleet"])
+    make_proxy(port=port + 1)
+    assert tunnel.settle_port(port, explicit=False, opening=False, key=API_KEY) == (
+        port + 1,
+        f"A tunnel is already open on 127.0.0.1:{port + 1} (proxy_app reports healthy).",
+    )
