@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -101,3 +102,12 @@ def make_proxy(double: OllamaDouble) -> Iterator[Callable[..., LiveProxy]]:
 @pytest.fixture
 def proxy(make_proxy: Callable[..., LiveProxy]) -> LiveProxy:
     return make_proxy()
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    """A loopback port something listens on (a stand-in for a port the user already uses)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield int(sock.getsockname()[1])

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from devkit.ports import free_port
 
@@ -18,14 +14,6 @@ REPO = Path(__file__).resolve().parents[2]
 def _gateway(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "fleet.gateway", *args], cwd=REPO,
                           capture_output=True, text=True, timeout=60, check=False)
-
-
-@pytest.fixture
-def taken_port() -> Iterator[int]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        yield int(sock.getsockname()[1])
 
 
 def test_status_without_a_gateway_is_a_sentence() -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.server
 import shlex
-import socket
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,14 +23,6 @@ DATA = {
     "ssh_known_hosts_file": "/repo/.ssh/known_hosts",
 }
 HOSTS = [{"name": "vast-1", "groups": ["vast"], "data": DATA}, {"name": "vast-2", "data": {}}]
-
-
-@pytest.fixture
-def taken_port() -> Iterator[int]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        yield int(sock.getsockname()[1])
 
 
 def test_ssh_command_forwards_the_local_port_to_the_proxy() -> None:
