@@ -1,20 +1,20 @@
-"""What the response cache may do for one request, and the generation shared through it.
+"""What the response cache may do for one request, and the answer generated through it.
 
 `cache_policy` decides per request (mode, `cache-control: no-cache` / `no-store`) and gives
-the key; `through_cache` runs a generation so that identical requests in flight share one
-(single-flight, proxy_app.flight) and a complete answer is stored.
+the key; `ThroughCache` wraps a generation so that a complete answer is stored and identical
+requests in flight share one generation (single-flight, proxy_app.flight).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 from proxy_app.cache import ResponseCache
-from proxy_app.generation import Plan
-from proxy_app.sse import Emit
-from proxy_app.streaming import replay_events
+from proxy_app.generation import Generation, Plan
+from proxy_app.streaming import Event, replay_events
 
 Message = dict[str, Any]
 
@@ -42,7 +42,7 @@ def cache_policy(
         return CachePolicy()
     try:
         key = cache.key(api_key=api_key, model_digest=planned.digest, upstream=material)
-    except RecursionError:  # nested too deeply to hash: Plan.encode refuses it next
+    except RecursionError:  # nested too deeply to hash
         return CachePolicy()
     directives = directives.lower()
     policy = CachePolicy(key, read="no-cache" not in directives, write="no-store" not in directives)
@@ -51,29 +51,64 @@ def cache_policy(
     return policy
 
 
-async def through_cache(
-    cache: ResponseCache,
-    policy: CachePolicy,
-    generate: Callable[[Emit], Awaitable[Message]],
-    emit: Emit,
-    *,
-    message_id: str,
-) -> Message:
-    """Run `generate(emit)`, storing its answer when the policy allows.
+class ThroughCache:
+    """`generation` through the cache (an `Answer`): its complete Message is stored when the
+    policy allows, and a cacheable request that finds an identical one in flight waits for
+    that generation instead of starting its own — its own `message_start`, then the shared
+    Message replayed as one batch.
 
-    A cacheable request that finds an identical one in flight waits for that generation
-    instead of starting its own; its events are then replayed (after its own message_start).
+    The shared generation runs in the flight's own task, so its first requester leaving costs
+    the others nothing; while it runs, its batches reach this answer's reader through a queue.
     """
 
-    async def generate_and_store() -> Message:
-        message = await generate(emit)
-        if policy.write:
-            await cache.put(policy.key, message)
-        return message
+    def __init__(self, cache: ResponseCache, policy: CachePolicy, generation: Generation) -> None:
+        self.cache = cache
+        self.policy = policy
+        self.generation = generation
+        self._shared: Message | None = None  # the Message another request's generation made
 
-    if not policy.read:
-        return await generate_and_store()
-    message, generated = await cache.flights.run(policy.key, generate_and_store)
-    if not generated:
-        emit(replay_events({**message, "id": message_id}, message_id)[1:])
-    return message
+    def start(self) -> list[Event]:
+        return self.generation.start()
+
+    def message(self) -> Message:
+        own = self.generation.message()
+        if self._shared is None:
+            return own
+        return {**self._shared, "id": own["id"], "model": own["model"]}
+
+    async def __aiter__(self) -> AsyncIterator[list[Event]]:
+        if not self.policy.read:
+            async for batch in self.generation:
+                yield batch
+            await self._store()
+            return
+        live: asyncio.Queue[list[Event]] = asyncio.Queue()
+
+        async def lead() -> Message:
+            async for batch in self.generation:
+                live.put_nowait(batch)
+            return await self._store()
+
+        flight = asyncio.ensure_future(self.cache.flights.run(self.policy.key, lead))
+        try:
+            while not flight.done() or not live.empty():
+                while not live.empty():
+                    yield live.get_nowait()
+                waiting = asyncio.ensure_future(live.get())
+                await asyncio.wait({waiting, flight}, return_when=asyncio.FIRST_COMPLETED)
+                if waiting.done():
+                    yield waiting.result()
+                else:
+                    waiting.cancel()
+            message, generated = flight.result()
+            if not generated:
+                self._shared = message
+                yield replay_events(self.message(), self.message()["id"])[1:]
+        finally:
+            flight.cancel()  # this reader left: the flight stops once nobody else waits
+
+    async def _store(self) -> Message:
+        message = self.generation.message()
+        if self.policy.write:
+            await self.cache.put(self.policy.key, message)
+        return message

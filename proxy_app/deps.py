@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 
 from proxy_app.cache import ResponseCache
 from proxy_app.config import Settings
+from proxy_app.generation import Backend
 from proxy_app.metrics import Metrics
 from proxy_app.ollama import ModelCatalog, OllamaClient
 from proxy_app.tokens import TokenCounter
@@ -17,11 +18,21 @@ from proxy_app.tokens import TokenCounter
 @dataclass
 class Services:
     settings: Settings
-    ollama: OllamaClient
-    catalog: ModelCatalog
-    counter: TokenCounter
+    backend: Backend  # Ollama: its client, model catalog and token counter
     metrics: Metrics
     cache: ResponseCache  # disabled (never touches Redis) when PROXY_REDIS_URL is empty
+
+    @property
+    def ollama(self) -> OllamaClient:
+        return self.backend.ollama
+
+    @property
+    def catalog(self) -> ModelCatalog:
+        return self.backend.catalog
+
+    @property
+    def counter(self) -> TokenCounter:
+        return self.backend.counter
 
 
 def get_services(request: Request) -> Services:

@@ -2,7 +2,9 @@
 
     ProxyError                    base; carries the HTTP status and Anthropic's `error.type`
     ├── InvalidRequestError       400 invalid_request_error: malformed or unsupported input
-    │   └── PromptTooLongError    400 "prompt is too long: N tokens > M maximum"
+    │   ├── PromptTooLongError    400 "prompt is too long: N tokens > M maximum"
+    │   └── ContextOverflowError  400 Ollama refused the prompt as over num_ctx (the generation
+    │                             re-raises it as PromptTooLongError with the counted numbers)
     ├── AuthenticationError       401 authentication_error: missing or wrong API key
     ├── NotFoundError             404 not_found_error: unknown path or model
     ├── RequestTooLargeError      413 request_too_large: body over PROXY_MAX_BODY_BYTES
@@ -59,6 +61,10 @@ class PromptTooLongError(InvalidRequestError):
         self.tokens = max(tokens, maximum + 1)
         self.maximum = maximum
         super().__init__(f"prompt is too long: {self.tokens} tokens > {maximum} maximum")
+
+
+class ContextOverflowError(InvalidRequestError):
+    """Raised by the Ollama client when Ollama says the prompt exceeds the context length."""
 
 
 class AuthenticationError(ProxyError):

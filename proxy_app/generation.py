@@ -1,13 +1,17 @@
-"""One generation: plan the upstream call, relay Ollama's stream through the state machine.
+"""One generation: the plan of the upstream call, then Ollama's answer as Anthropic events.
 
-`plan` does every check that can fail before a response starts (model present, prompt fits),
-so those failures are HTTP errors rather than SSE error events.
+`Backend.plan` does every check that can fail before a response starts (model present, body
+encodable, prompt fits), so those failures are HTTP errors rather than SSE error events; the
+`Plan` it returns is complete and immutable. `Generation` is the answer as an async iterator
+of Anthropic event batches, one per upstream step, that a non-streaming response drains and a
+streaming one frames (proxy_app.sse).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import orjson
 
@@ -15,56 +19,60 @@ from proxy_app.aliases import route_model
 from proxy_app.anthropic import CountTokensRequest
 from proxy_app.config import Settings
 from proxy_app.errors import (
+    ContextOverflowError,
     InvalidRequestError,
     NotFoundError,
     PromptTooLongError,
+    ProxyError,
     UpstreamError,
 )
+from proxy_app.metrics import Metrics
 from proxy_app.nesting import MAX_DEPTH
 from proxy_app.ollama import ModelCatalog, ModelProfile, OllamaClient
 from proxy_app.streaming import AnthropicEventStream, Event
 from proxy_app.tokens import Measure, TokenCounter
 from proxy_app.translate import Upstream, deepest_field, to_ollama_request, wants_thinking
 
+Message = dict[str, Any]
 
-@dataclass
+
+class Answer(Protocol):
+    """An answer: its `message_start`, its event batches, and the Message they add up to.
+
+    `start()` is known before Ollama answers. Iterating gives the batches as they come, the
+    first of them (possibly empty) as soon as Ollama starts answering; `message()` is complete
+    once the iteration has ended.
+    """
+
+    def start(self) -> list[Event]: ...
+
+    def __aiter__(self) -> AsyncIterator[list[Event]]: ...
+
+    def message(self) -> Message: ...
+
+
+@dataclass(frozen=True)
 class Plan:
+    """Everything one request sends upstream, counted and checked."""
+
     requested_model: str
     upstream_model: str
     digest: str
     upstream: Upstream
-    profile: ModelProfile
-    counted: Measure | None = None
-    limit: int = 0
-    body: bytes = b""  # the /api/chat body, written once by `encode`
+    body: bytes  # the /api/chat body
+    stream: bool  # whether that body asks Ollama to stream
+    counted: Measure
+    limit: int | None  # the most prompt tokens allowed (None: not guarded, count_tokens)
 
     @property
-    def estimate(self) -> int:
-        return self.counted.tokens if self.counted else 0
-
-    def measure(self, counter: TokenCounter, *, limit: int | None = None) -> int:
-        """Count the prompt's tokens; given `limit`, refuse a prompt over it."""
-        self.counted = counter.measure(self.upstream_model, self.profile, self.upstream.payload)
-        self.limit = limit or 0
-        if limit is not None and self.estimate > limit:
-            raise PromptTooLongError(self.estimate, limit)
-        return self.estimate
-
-    def encode(self, request: CountTokensRequest, *, stream: bool) -> bytes:
-        """Write the /api/chat body once; JSON nested too deeply for it is the client's 400."""
-        try:
-            self.body = orjson.dumps({**self.upstream.payload, "stream": stream})
-        except orjson.JSONEncodeError as exc:
-            where, depth = deepest_field(request)
-            raise InvalidRequestError(
-                f"{where}: nests {depth} levels deep; at most {MAX_DEPTH} fit in Ollama's request"
-            ) from exc
-        return self.body
+    def tokens(self) -> int:
+        return self.counted.tokens
 
     def machine(self) -> AnthropicEventStream:
+        """A fresh state machine for this plan's answer."""
         return AnthropicEventStream(
             model=self.requested_model,
-            input_tokens=self.estimate,
+            input_tokens=self.tokens,
             tool_names=self.upstream.tool_names,
             tool_schemas={  # input_schema by name: recovered XML values are typed by it
                 t["function"]["name"]: t["function"].get("parameters") or {}
@@ -84,61 +92,133 @@ def prompt_limit(settings: Settings, model: str, max_tokens: int) -> int:
     return settings.num_ctx_for(model) - max(min(settings.output_reserve, max_tokens), 0)
 
 
-async def plan(
-    request: CountTokensRequest,
-    *,
-    settings: Settings,
-    catalog: ModelCatalog,
-) -> Plan:
-    """Resolve the model (404 when Ollama lacks it) and translate the request."""
-    upstream_model = await route_model(
-        request.model,
-        default=settings.default_model,
-        aliases=settings.model_aliases,
-        background=settings.background_model,
-        available=catalog.has,
-    )
-    digest = await catalog.digest(upstream_model)
-    if digest is None:
-        raise NotFoundError(
-            f"model: '{upstream_model}' (requested as '{request.model}') is not available in "
-            f"Ollama; pull it with `ollama pull {upstream_model}`."
+class Backend:
+    """Ollama as this proxy's backend: plans requests for it and generates their answers."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        ollama: OllamaClient,
+        catalog: ModelCatalog,
+        counter: TokenCounter,
+        metrics: Metrics,
+    ) -> None:
+        self.settings = settings
+        self.ollama = ollama
+        self.catalog = catalog
+        self.counter = counter
+        self.metrics = metrics
+
+    async def plan(
+        self, request: CountTokensRequest, *, stream: bool = False, max_tokens: int | None = None
+    ) -> Plan:
+        """Resolve the model (404 when Ollama lacks it), translate, encode and count `request`.
+
+        Given `max_tokens`, a prompt over `prompt_limit` is refused (400 "prompt is too long").
+        """
+        settings = self.settings
+        upstream_model, digest, profile = await self._model(request.model)
+        upstream = to_ollama_request(
+            request,
+            model=upstream_model,
+            num_ctx=settings.num_ctx_for(upstream_model),
+            keep_alive=settings.keep_alive,
+            think=wants_thinking(request) and "thinking" in profile.capabilities,
         )
-    profile = await catalog.profile(upstream_model)
-    think = wants_thinking(request) and "thinking" in profile.capabilities
-    upstream = to_ollama_request(
-        request,
-        model=upstream_model,
-        num_ctx=settings.num_ctx_for(upstream_model),
-        keep_alive=settings.keep_alive,
-        think=think,
-    )
-    return Plan(request.model, upstream_model, digest, upstream, profile)
+        body = _encode(request, upstream, stream=stream)
+        counted = self.counter.measure(upstream_model, profile, upstream.payload)
+        limit = None if max_tokens is None else prompt_limit(settings, upstream_model, max_tokens)
+        if limit is not None and counted.tokens > limit:
+            raise PromptTooLongError(counted.tokens, limit)
+        return Plan(request.model, upstream_model, digest, upstream, body, stream, counted, limit)
+
+    def generate(self, plan: Plan) -> Generation:
+        return Generation(plan, self)
+
+    async def _model(self, requested: str) -> tuple[str, str, ModelProfile]:
+        """The Ollama model serving `requested`: its name, digest and profile."""
+        settings, catalog = self.settings, self.catalog
+        try:
+            name = await route_model(
+                requested,
+                default=settings.default_model,
+                aliases=settings.model_aliases,
+                background=settings.background_model,
+                available=catalog.has,
+            )
+            digest = await catalog.digest(name)
+            if digest is None:
+                raise NotFoundError(
+                    f"model: '{name}' (requested as '{requested}') is not available in "
+                    f"Ollama; pull it with `ollama pull {name}`."
+                )
+            return name, digest, await catalog.profile(name)
+        except ProxyError as exc:
+            self.metrics.upstream_errors[exc.error_type] += 1
+            raise
 
 
-async def relay(
-    ollama: OllamaClient,
-    plan: Plan,
-    machine: AnthropicEventStream,
-    emit: Callable[[list[Event]], None],
-    *,
-    stream: bool = True,
-) -> None:
-    """Feed Ollama's answer through the machine, handing each step's events to `emit`.
-
-    With `stream` Ollama streams and every chunk goes through as it comes (`emit([])` first,
-    when Ollama has started answering); run it in its own
-    task: cancelling the task (client gone) exits the upstream request's context, which closes
-    the connection so Ollama stops generating. Without, the whole answer is one final chunk.
-    """
+def _encode(request: CountTokensRequest, upstream: Upstream, *, stream: bool) -> bytes:
+    """The /api/chat body; JSON nested too deeply for it is the client's 400."""
     try:
-        if not stream:
-            emit(machine.finish(await ollama.chat(plan.body)))
+        return orjson.dumps({**upstream.payload, "stream": stream})
+    except orjson.JSONEncodeError as exc:
+        where, depth = deepest_field(request)
+        raise InvalidRequestError(
+            f"{where}: nests {depth} levels deep; at most {MAX_DEPTH} fit in Ollama's request"
+        ) from exc
+
+
+class Generation:
+    """The backend's answer to a plan as Anthropic event batches (an `Answer`).
+
+    Iterate it once. Streamed, every Ollama chunk goes through as it comes; cancelling the
+    task iterating it (client gone) leaves the upstream request's context, which closes the
+    connection so Ollama stops generating. Not streamed, the whole answer is one final chunk.
+    At the end it records the request's tokens and calibrates the token estimate.
+    """
+
+    def __init__(self, plan: Plan, backend: Backend) -> None:
+        self.plan = plan
+        self.backend = backend
+        self.machine = plan.machine()
+
+    def start(self) -> list[Event]:
+        return self.machine.start()
+
+    def message(self) -> Message:
+        return self.machine.message()
+
+    async def __aiter__(self) -> AsyncIterator[list[Event]]:
+        metrics = self.backend.metrics
+        try:
+            async for batch in self._upstream():
+                yield batch
+        except ContextOverflowError as exc:  # Ollama counted more than the plan did
+            error = PromptTooLongError(self.plan.tokens, self.plan.limit or 0)
+            metrics.upstream_errors[error.error_type] += 1
+            raise error from exc
+        except ProxyError as exc:
+            metrics.upstream_errors[exc.error_type] += 1
+            raise
+        machine, plan = self.machine, self.plan
+        metrics.observe_tokens(plan.requested_model, machine.input_tokens, machine.output_tokens)
+        metrics.recovered_tool_calls += machine.recovered_calls
+        if machine.prompt_eval_count:
+            self.backend.counter.observe(
+                plan.upstream_model, plan.counted, machine.prompt_eval_count
+            )
+
+    async def _upstream(self) -> AsyncIterator[list[Event]]:
+        machine, ollama = self.machine, self.backend.ollama
+        if not self.plan.stream:
+            yield machine.finish(await ollama.chat(self.plan.body))
             return
-        async for chunk in ollama.chat_stream(plan.body, on_open=lambda: emit([])):
-            emit(machine.finish(chunk) if chunk.get("done") else machine.feed(chunk))
-            if machine.done:
-                return
-    except PromptTooLongError as exc:
-        raise PromptTooLongError(plan.estimate, plan.limit) from exc
-    raise UpstreamError("Ollama closed the stream before its final chunk.")
+        async with ollama.chat_stream(self.plan.body) as chunks:
+            yield []  # Ollama has started answering
+            async for chunk in chunks:
+                yield machine.finish(chunk) if chunk.get("done") else machine.feed(chunk)
+                if machine.done:
+                    return
+        raise UpstreamError("Ollama closed the stream before its final chunk.")

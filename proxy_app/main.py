@@ -27,6 +27,7 @@ from proxy_app.errors import (
     error_for_status,
     new_request_id,
 )
+from proxy_app.generation import Backend
 from proxy_app.metrics import Metrics
 from proxy_app.ollama import ModelCatalog, OllamaClient
 from proxy_app.redact import install_access_log_filter
@@ -49,14 +50,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             connect_timeout=settings.connect_timeout,
             read_timeout=settings.read_timeout,
         )
-        services = Services(
-            settings=settings,
+        backend = Backend(
+            settings,
             ollama=ollama,
             catalog=ModelCatalog(ollama),
             counter=TokenCounter(),
             metrics=app.state.metrics,
-            cache=ResponseCache(settings),
         )
+        services = Services(settings, backend, app.state.metrics, ResponseCache(settings))
         app.state.services = services
         # Qwen's vocabulary takes ~0.5 s to load: do it now rather than in the first request.
         await asyncio.to_thread(vocab.vocabulary_for, "qwen2")

@@ -2,8 +2,8 @@
 
 orjson, which writes the `/api/chat` body, refuses more than 254 nested levels. A tool call's
 arguments sit 6 levels down in that body (a tool schema 4), so client input nested deeper than
-MAX_DEPTH cannot be sent: it is a 400 naming the field (generation.Plan.encode), and a model's
-runaway arguments are replaced before they reach the next request (translate.tool_input_json).
+MAX_DEPTH cannot be sent: it is a 400 naming the field (generation.Backend.plan), and a model's
+runaway arguments are replaced before they reach the next request (toolcalls.tool_input_json).
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,10 +13,10 @@ import httpx
 import orjson
 
 from proxy_app.errors import (
+    ContextOverflowError,
     InvalidRequestError,
     NotFoundError,
     OverloadedError,
-    PromptTooLongError,
     ProxyError,
     RateLimitError,
     UpstreamError,
@@ -52,13 +52,13 @@ class OllamaClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def chat_stream(
-        self, body: bytes, on_open: Callable[[], None] | None = None
-    ) -> AsyncIterator[dict[str, Any]]:
-        """Yield NDJSON chunks of a streaming /api/chat (`body` has `"stream": true`); a
-        mid-stream `error` line raises.
+    @asynccontextmanager
+    async def chat_stream(self, body: bytes) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+        """Open a streaming /api/chat (`body` has `"stream": true`); inside, iterate its NDJSON
+        chunks (a mid-stream `error` line raises).
 
-        `on_open` is called once Ollama has answered 200 (with real Ollama: its first token).
+        Entering returns once Ollama has answered 200 (with real Ollama: its first token) and
+        raises its error otherwise; leaving closes the connection, so Ollama stops generating.
         """
         with self._translate_failures("/api/chat"):
             async with self._http.stream(
@@ -67,23 +67,7 @@ class OllamaClient:
                 if response.status_code != 200:
                     await response.aread()
                     raise upstream_error(response.status_code, _error_text(response.content))
-                if on_open is not None:
-                    on_open()
-                final = None
-                async for line in response.aiter_lines():
-                    if not line.strip():
-                        continue
-                    chunk = orjson.loads(line)
-                    if not isinstance(chunk, dict):
-                        raise UpstreamError(f"Ollama sent a non-object line: {line[:200]!r}")
-                    if "error" in chunk:
-                        raise upstream_error(500, str(chunk["error"]), mid_stream=True)
-                    if chunk.get("done"):
-                        final = chunk  # handed out once the body is read: the connection is reused
-                    else:
-                        yield chunk
-                if final is not None:
-                    yield final
+                yield _chunks(response)
 
     async def chat(self, body: bytes) -> dict[str, Any]:
         """A non-streaming /api/chat (`body` has `"stream": false`): one final chunk."""
@@ -135,11 +119,30 @@ class OllamaClient:
             ) from exc
 
 
+async def _chunks(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
+    """The chunks of an open /api/chat stream; the final one once the body is fully read."""
+    final = None
+    async for line in response.aiter_lines():
+        if not line.strip():
+            continue
+        chunk = orjson.loads(line)
+        if not isinstance(chunk, dict):
+            raise UpstreamError(f"Ollama sent a non-object line: {line[:200]!r}")
+        if "error" in chunk:
+            raise upstream_error(500, str(chunk["error"]), mid_stream=True)
+        if chunk.get("done"):
+            final = chunk  # handed out once the body is read: the connection is reused
+        else:
+            yield chunk
+    if final is not None:
+        yield final
+
+
 def upstream_error(status: int, message: str, *, mid_stream: bool = False) -> ProxyError:
     """Map an Ollama error (status + its `error` text) onto Anthropic's error classes."""
     lowered = message.lower()
     if any(marker in lowered for marker in OVERFLOW_MARKERS):
-        return PromptTooLongError(0, 0)
+        return ContextOverflowError(f"Ollama: {message}")
     if mid_stream:
         return UpstreamError(f"Ollama failed while generating: {message}")
     if status == 404:

@@ -1,8 +1,9 @@
 """Server-sent events: the only place SSE bytes are written, and the live stream's engine.
 
-`format_event` frames one event. `LiveStream` runs one streamed answer: it holds the 200
-briefly for Ollama's status, then owns the queue between the generation and the socket, the
-pings and the cancellation when the client leaves.
+`format_event` frames one event. `LiveStream` frames one streamed answer (an async iterator
+of event batches, proxy_app.generation.Answer): it holds the 200 briefly for Ollama's status,
+then owns the queue between the answer and the socket, the pings and the cancellation when
+the client leaves.
 
 A streamed request waits up to PROXY_STREAM_WAIT seconds for Ollama to start answering
 before the 200 and `message_start` are committed, so a fast failure (queue full, Ollama
@@ -15,17 +16,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from proxy_app.errors import ProxyError, UpstreamError, envelope
-from proxy_app.streaming import AnthropicEventStream, Event
+from proxy_app.streaming import Event
+
+if TYPE_CHECKING:
+    from proxy_app.generation import Answer
 
 log = logging.getLogger("proxy_app")
 
-Emit = Callable[[list[Event]], None]
 Item = list[Event] | ProxyError | bytes | None
 PING = b'event: ping\ndata: {"type":"ping"}\n\n'
 
@@ -38,21 +41,13 @@ def format_event(name: str, data: dict[str, Any]) -> bytes:
 class LiveStream:
     """One streamed response. `open()` before the response starts, then iterate `frames()`.
 
-    The generation (`produce(emit)`) runs in its own task: when the client disconnects the
-    frames generator is closed, its `finally` cancels the task, and the upstream connection
-    closes with it. `emit([])` from the generation means "Ollama has started answering".
+    The answer is iterated in its own task: when the client disconnects the frames generator
+    is closed, its `finally` cancels the task, and the upstream connection closes with it.
+    The answer's first batch means "Ollama has started answering".
     """
 
-    def __init__(
-        self,
-        machine: AnthropicEventStream,
-        produce: Callable[[Emit], Awaitable[dict[str, Any]]],
-        *,
-        ping_interval: float,
-        request_id: str,
-    ) -> None:
-        self.machine = machine
-        self.produce = produce
+    def __init__(self, answer: Answer, *, ping_interval: float, request_id: str) -> None:
+        self.answer = answer
         self.ping_interval = ping_interval
         self.request_id = request_id
         self.queue: asyncio.Queue[Item] = asyncio.Queue()
@@ -80,7 +75,7 @@ class LiveStream:
         """message_start and a ping at once, then the events as they come, batched."""
         try:
             self.last_sent = self.loop.time()
-            yield b"".join(format_event(*event) for event in self.machine.start()) + PING
+            yield b"".join(format_event(*event) for event in self.answer.start()) + PING
             while True:
                 items = [await self.queue.get()]
                 while not self.queue.empty():  # everything produced meanwhile goes in one write
@@ -98,14 +93,12 @@ class LiveStream:
         for task in self.tasks:
             task.cancel()
 
-    def emit(self, events: list[Event]) -> None:
-        self.answering.set()
-        self.last_sent = self.loop.time()
-        self.queue.put_nowait(events)
-
     async def _run(self) -> None:
         try:
-            await self.produce(self.emit)
+            async for batch in self.answer:
+                self.answering.set()
+                self.last_sent = self.loop.time()
+                self.queue.put_nowait(batch)
             self.queue.put_nowait(None)
         except Exception as exc:
             if not isinstance(exc, ProxyError):

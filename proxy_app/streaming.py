@@ -13,8 +13,7 @@ import json
 import secrets
 from typing import Any
 
-from proxy_app.toolcalls import RecoveredCall
-from proxy_app.translate import tool_input_json
+from proxy_app.toolcalls import RecoveredCall, tool_input_json
 from proxy_app.xmlcalls import CallRescue
 
 Event = tuple[str, dict[str, Any]]

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from enum import Enum, auto
 from typing import Any
 
+from proxy_app.nesting import MAX_DEPTH, fits_as_arguments
+
 
 @dataclass(frozen=True)
 class RecoveredCall:
@@ -274,3 +276,19 @@ _PLAIN_RUN = re.compile(r'[^"{}\[\]]*')
 _STRING_RUN = re.compile(r'[^"\\]*')
 # A call object starts `{"`, a list of them `[{"`; `\Z` means "need more text to tell".
 _PLAUSIBLE_START = re.compile(r'\{\s*(?:"|\Z)|\[\s*(?:\Z|\{\s*(?:"|\Z))')
+
+
+def tool_input_json(arguments: Any) -> dict[str, Any]:
+    """Ollama sends arguments as an object; some models emit a JSON string instead.
+
+    Arguments nested deeper than MAX_DEPTH (a runaway model) cannot be serialised again;
+    they are replaced by a sentence the client's tool will reject, so the turn still ends.
+    """
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments)
+        except (ValueError, RecursionError):
+            return {"_raw": arguments}
+    if not fits_as_arguments(arguments):
+        return {"_error": f"the model's arguments nest deeper than {MAX_DEPTH} levels"}
+    return arguments if isinstance(arguments, dict) else {"_value": arguments}

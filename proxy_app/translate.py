@@ -6,7 +6,6 @@ InvalidRequestError naming the offending field.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 from proxy_app.anthropic import Block, CountTokensRequest, MessagesRequest
 from proxy_app.blocks import block_text, block_type, image_data, required
 from proxy_app.errors import InvalidRequestError
-from proxy_app.nesting import MAX_DEPTH, fits_as_arguments, json_depth
+from proxy_app.nesting import json_depth
 
 log = logging.getLogger(__name__)
 
@@ -256,19 +255,3 @@ def deepest_field(request: CountTokensRequest) -> tuple[str, int]:
             ]
     depths = [(where, json_depth(value)) for where, value in fields]
     return max(depths, key=lambda pair: pair[1], default=("body", 0))
-
-
-def tool_input_json(arguments: Any) -> dict[str, Any]:
-    """Ollama sends arguments as an object; some models emit a JSON string instead.
-
-    Arguments nested deeper than MAX_DEPTH (a runaway model) cannot be serialised again;
-    they are replaced by a sentence the client's tool will reject, so the turn still ends.
-    """
-    if isinstance(arguments, str):
-        try:
-            arguments = json.loads(arguments)
-        except (ValueError, RecursionError):
-            return {"_raw": arguments}
-    if not fits_as_arguments(arguments):
-        return {"_error": f"the model's arguments nest deeper than {MAX_DEPTH} levels"}
-    return arguments if isinstance(arguments, dict) else {"_value": arguments}
