@@ -40,7 +40,7 @@ async def route_model(
     target = resolve_model(requested, default, aliases)
     lowered = requested.lower()
     background_call = BACKGROUND_MARKER in lowered and target == default
-    if background_call and background and not any(k.lower() in lowered for k in aliases):
-        if await available(background):
-            return background
+    unaliased = not any(k.lower() in lowered for k in aliases)
+    if background_call and background and unaliased and await available(background):
+        return background
     return target

@@ -19,8 +19,9 @@ Fail open
     reconnects by itself, so the same object resumes once Redis is back.
 
 Single-flight
-    ``run_once`` collapses identical requests that are in flight at the same moment in this
-    process (proxy_app.flight). The table is per process: each uvicorn worker has its own.
+    ``flights`` (proxy_app.flight) collapses identical requests that are in flight at the same
+    moment in this process; ``proxy_app.cache_policy.ThroughCache`` runs generations through it.
+    The table is per process: each uvicorn worker has its own.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ class ResponseCache:
     """Redis-backed cache of finished Messages plus an in-process single-flight table.
 
     Used through proxy_app.cache_policy: ``cache_policy`` (``cacheable_request``, ``key``,
-    ``record_bypass``) decides per request, the route reads ``get``, and ``through_cache``
+    ``record_bypass``) decides per request, the route reads ``get``, and ``ThroughCache``
     shares identical generations in flight (``flights``) and ``put``s a complete answer.
 
     Counters (plain ints, for /metrics): ``hits``, ``misses``, ``bypasses``, ``store_errors``

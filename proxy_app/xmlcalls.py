@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 from proxy_app.toolcalls import RecoveredCall, ToolCallScanner
@@ -132,26 +133,51 @@ def typed(raw: str, schema: dict[str, Any] | None) -> Any:
     kinds = _types(schema or {})
     if raw.lower() == "null" and "string" not in kinds:
         return None
-    if "boolean" in kinds and raw.lower() in ("true", "false"):
-        return raw.lower() == "true"
-    if "integer" in kinds and re.fullmatch(r"[+-]?\d+", raw.strip()):
-        return int(raw)
-    if "number" in kinds:
-        try:
-            number = float(raw)
-        except ValueError:
-            pass
-        else:
-            return int(number) if number.is_integer() and "." not in raw else number
-    for kind, python in (("array", list), ("object", dict)):
+    for kind, parse in _PARSERS.items():  # in this order: "1" is an integer before a number
         if kind in kinds:
-            try:
-                value = json.loads(raw)
-            except ValueError:
-                continue
-            if isinstance(value, python):
+            value = parse(raw)
+            if value is not _UNFIT:
                 return value
     return raw
+
+
+_UNFIT = object()  # a parser's answer when the text is not of its type
+
+
+def _boolean(raw: str) -> Any:
+    return raw.lower() == "true" if raw.lower() in ("true", "false") else _UNFIT
+
+
+def _integer(raw: str) -> Any:
+    return int(raw) if re.fullmatch(r"[+-]?\d+", raw.strip()) else _UNFIT
+
+
+def _number(raw: str) -> Any:
+    try:
+        number = float(raw)
+    except ValueError:
+        return _UNFIT
+    return int(number) if number.is_integer() and "." not in raw else number
+
+
+def _json_of(python: type) -> Callable[[str], Any]:
+    def parse(raw: str) -> Any:
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            return _UNFIT
+        return value if isinstance(value, python) else _UNFIT
+
+    return parse
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "boolean": _boolean,
+    "integer": _integer,
+    "number": _number,
+    "array": _json_of(list),
+    "object": _json_of(dict),
+}
 
 
 def _arguments(segment: str, schema: dict[str, Any]) -> dict[str, Any]:
