@@ -82,7 +82,7 @@ class ThroughCache:
                 yield batch
             await self._store()
             return
-        live: asyncio.Queue[list[Event]] = asyncio.Queue()
+        live: asyncio.Queue[list[Event] | None] = asyncio.Queue()
 
         async def lead() -> Message:
             async for batch in self.generation:
@@ -90,16 +90,10 @@ class ThroughCache:
             return await self._store()
 
         flight = asyncio.ensure_future(self.cache.flights.run(self.policy.key, lead))
+        flight.add_done_callback(lambda _: live.put_nowait(None))  # this reader's end
         try:
-            while not flight.done() or not live.empty():
-                while not live.empty():
-                    yield live.get_nowait()
-                waiting = asyncio.ensure_future(live.get())
-                await asyncio.wait({waiting, flight}, return_when=asyncio.FIRST_COMPLETED)
-                if waiting.done():
-                    yield waiting.result()
-                else:
-                    waiting.cancel()
+            while (item := await live.get()) is not None:
+                yield item
             message, generated = flight.result()
             if not generated:
                 self._shared = message

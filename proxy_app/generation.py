@@ -1,8 +1,9 @@
 """One generation: the plan of the upstream call, then Ollama's answer as Anthropic events.
 
-`Backend.plan` does every check that can fail before a response starts (model present, body
-encodable, prompt fits), so those failures are HTTP errors rather than SSE error events; the
-`Plan` it returns is complete and immutable. `Generation` is the answer as an async iterator
+`Backend.plan` and `Backend.count` do every check that can fail before a response starts
+(model present, body encodable; prompt fits), so those failures are HTTP errors rather than SSE
+error events; the `Plan` and `Counted` they return are immutable, and a `Generation` can only
+be made from a `Counted`. `Generation` is the answer as an async iterator
 of Anthropic event batches, one per upstream step, that a non-streaming response drains and a
 streaming one frames (proxy_app.sse).
 """
@@ -53,32 +54,42 @@ class Answer(Protocol):
 
 @dataclass(frozen=True)
 class Plan:
-    """Everything one request sends upstream, counted and checked."""
+    """Everything one request sends upstream: the model, its digest (for the cache key), the
+    translated request and the /api/chat body."""
 
     requested_model: str
     upstream_model: str
     digest: str
+    profile: ModelProfile
     upstream: Upstream
-    body: bytes  # the /api/chat body
-    stream: bool  # whether that body asks Ollama to stream
-    counted: Measure
+    body: bytes
+    stream: bool  # whether `body` asks Ollama to stream
+
+
+@dataclass(frozen=True)
+class Counted:
+    """A plan whose prompt was counted and, given a limit, found to fit (`Backend.count`)."""
+
+    plan: Plan
+    measure: Measure
     limit: int | None  # the most prompt tokens allowed (None: not guarded, count_tokens)
 
     @property
     def tokens(self) -> int:
-        return self.counted.tokens
+        return self.measure.tokens
 
     def machine(self) -> AnthropicEventStream:
-        """A fresh state machine for this plan's answer."""
+        """A fresh state machine for this prompt's answer."""
+        upstream = self.plan.upstream
         return AnthropicEventStream(
-            model=self.requested_model,
+            model=self.plan.requested_model,
             input_tokens=self.tokens,
-            tool_names=self.upstream.tool_names,
+            tool_names=upstream.tool_names,
             tool_schemas={  # input_schema by name: recovered XML values are typed by it
                 t["function"]["name"]: t["function"].get("parameters") or {}
-                for t in self.upstream.payload.get("tools") or []
+                for t in upstream.payload.get("tools") or []
             },
-            stop_sequences=self.upstream.stop_sequences,
+            stop_sequences=upstream.stop_sequences,
         )
 
 
@@ -110,13 +121,8 @@ class Backend:
         self.counter = counter
         self.metrics = metrics
 
-    async def plan(
-        self, request: CountTokensRequest, *, stream: bool = False, max_tokens: int | None = None
-    ) -> Plan:
-        """Resolve the model (404 when Ollama lacks it), translate, encode and count `request`.
-
-        Given `max_tokens`, a prompt over `prompt_limit` is refused (400 "prompt is too long").
-        """
+    async def plan(self, request: CountTokensRequest, *, stream: bool = False) -> Plan:
+        """Resolve the model (404 when Ollama lacks it), translate and encode `request`."""
         settings = self.settings
         upstream_model, digest, profile = await self._model(request.model)
         upstream = to_ollama_request(
@@ -127,14 +133,20 @@ class Backend:
             think=wants_thinking(request) and "thinking" in profile.capabilities,
         )
         body = _encode(request, upstream, stream=stream)
-        counted = self.counter.measure(upstream_model, profile, upstream.payload)
-        limit = None if max_tokens is None else prompt_limit(settings, upstream_model, max_tokens)
-        if limit is not None and counted.tokens > limit:
-            raise PromptTooLongError(counted.tokens, limit)
-        return Plan(request.model, upstream_model, digest, upstream, body, stream, counted, limit)
+        return Plan(request.model, upstream_model, digest, profile, upstream, body, stream)
 
-    def generate(self, plan: Plan) -> Generation:
-        return Generation(plan, self)
+    def count(self, plan: Plan, *, max_tokens: int | None = None) -> Counted:
+        """Count the plan's prompt; given `max_tokens`, refuse a prompt over `prompt_limit`
+        (400 "prompt is too long"). Done after the cache lookup: a hit needs no count."""
+        model = plan.upstream_model
+        measure = self.counter.measure(model, plan.profile, plan.upstream.payload)
+        limit = None if max_tokens is None else prompt_limit(self.settings, model, max_tokens)
+        if limit is not None and measure.tokens > limit:
+            raise PromptTooLongError(measure.tokens, limit)
+        return Counted(plan, measure, limit)
+
+    def generate(self, counted: Counted) -> Generation:
+        return Generation(counted, self)
 
     async def _model(self, requested: str) -> tuple[str, str, ModelProfile]:
         """The Ollama model serving `requested`: its name, digest and profile."""
@@ -179,10 +191,11 @@ class Generation:
     At the end it records the request's tokens and calibrates the token estimate.
     """
 
-    def __init__(self, plan: Plan, backend: Backend) -> None:
-        self.plan = plan
+    def __init__(self, counted: Counted, backend: Backend) -> None:
+        self.counted = counted
+        self.plan = counted.plan
         self.backend = backend
-        self.machine = plan.machine()
+        self.machine = counted.machine()
 
     def start(self) -> list[Event]:
         return self.machine.start()
@@ -196,7 +209,7 @@ class Generation:
             async for batch in self._upstream():
                 yield batch
         except ContextOverflowError as exc:  # Ollama counted more than the plan did
-            error = PromptTooLongError(self.plan.tokens, self.plan.limit or 0)
+            error = PromptTooLongError(self.counted.tokens, self.counted.limit or 0)
             metrics.upstream_errors[error.error_type] += 1
             raise error from exc
         except ProxyError as exc:
@@ -207,7 +220,7 @@ class Generation:
         metrics.recovered_tool_calls += machine.recovered_calls
         if machine.prompt_eval_count:
             self.backend.counter.observe(
-                plan.upstream_model, plan.counted, machine.prompt_eval_count
+                plan.upstream_model, self.counted.measure, machine.prompt_eval_count
             )
 
     async def _upstream(self) -> AsyncIterator[list[Event]]:

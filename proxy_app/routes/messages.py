@@ -1,7 +1,8 @@
 """POST /v1/messages and /v1/messages/count_tokens: guard clauses, then one call per step.
 
 authenticate → read and parse → plan (proxy_app.generation) → cached? (proxy_app.cache_policy)
-→ generate → respond: drained into one Message, or framed as server-sent events (proxy_app.sse).
+→ count (the prompt must fit) → generate → respond: drained into one Message, or framed as
+server-sent events (proxy_app.sse).
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from starlette.requests import ClientDisconnect
 
 from proxy_app.anthropic import CountTokensRequest, MessagesRequest, parse_body
 from proxy_app.auth import authenticate
-from proxy_app.cache_policy import ThroughCache, cache_policy
+from proxy_app.cache_policy import CachePolicy, ThroughCache, cache_policy
 from proxy_app.deps import ServicesDep
 from proxy_app.errors import ClientDisconnectedError, RequestTooLargeError
-from proxy_app.generation import Answer, Plan
+from proxy_app.generation import Answer, Counted
 from proxy_app.sse import LiveStream, format_event
 from proxy_app.streaming import new_message_id, replay_events
 
@@ -31,15 +32,21 @@ async def create_message(request: Request, services: ServicesDep) -> Response:
     settings = services.settings
     api_key = authenticate(request, settings.api_keys)
     body = parse_body(await read_body(request, settings.max_body_bytes), MessagesRequest)
-    planned = await services.backend.plan(body, stream=body.stream, max_tokens=body.max_tokens)
-    if body.max_tokens == 0:  # only warms the prompt: nothing to cache, nothing to generate
-        return _complete(body.stream, warm_only(planned), "BYPASS")
+    planned = await services.backend.plan(body, stream=body.stream)
+    warm_only = body.max_tokens == 0  # only warms the prompt: nothing to cache or generate
     directives = request.headers.get("cache-control", "")
-    policy = cache_policy(services.cache, planned, api_key=api_key, directives=directives)
+    policy = (
+        CachePolicy()
+        if warm_only
+        else cache_policy(services.cache, planned, api_key=api_key, directives=directives)
+    )
     hit = await services.cache.get(policy.key) if policy.read else None
     if hit is not None:
         return _complete(body.stream, {**hit, "id": new_message_id(), "model": body.model}, "HIT")
-    answer = ThroughCache(services.cache, policy, services.backend.generate(planned))
+    counted = services.backend.count(planned, max_tokens=body.max_tokens)
+    if warm_only:
+        return _complete(body.stream, warmed(counted), policy.label)
+    answer = ThroughCache(services.cache, policy, services.backend.generate(counted))
     headers = {"x-cache": policy.label}
     if not body.stream:
         return JSONResponse(await drain(answer), headers=headers)
@@ -59,7 +66,7 @@ async def count_tokens(request: Request, services: ServicesDep) -> JSONResponse:
         await read_body(request, services.settings.max_body_bytes), CountTokensRequest
     )
     planned = await services.backend.plan(body)  # refuses what could not be sent to Ollama
-    return JSONResponse({"input_tokens": planned.tokens})
+    return JSONResponse({"input_tokens": services.backend.count(planned).tokens})
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -81,9 +88,9 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def warm_only(planned: Plan) -> dict[str, Any]:
+def warmed(counted: Counted) -> dict[str, Any]:
     """The answer to `max_tokens: 0`: no content, stopped at max_tokens."""
-    machine = planned.machine()
+    machine = counted.machine()
     machine.stop_reason = "max_tokens"
     return machine.message()
 
