@@ -26,18 +26,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from devkit.background import MAIN, SMALL, TITLE  # noqa: E402
 from ollama_double.server import KvSlots, prompt_token_ids  # noqa: E402
 from proxy_app.anthropic import MessagesRequest  # noqa: E402
 from proxy_app.translate import to_ollama_request  # noqa: E402
 
 FIXTURE = ROOT / "tests" / "fixtures" / "claude_code" / "first_request.json"
-MAIN, SMALL = "qwen2.5-coder:7b", "qwen2.5-coder:1.5b"
-TITLE = {
-    "model": "claude-haiku-4-5",
-    "max_tokens": 64,
-    "system": "Write a five-word title for the conversation.",
-    "messages": [{"role": "user", "content": "say hi"}],
-}
 RESULT = "src/app/module_{i}.py: 120 lines, last changed by the build at step {i}\n" * 28
 
 

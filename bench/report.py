@@ -211,6 +211,58 @@ def _loads(values: Any) -> str:
     return "/".join(f"{v:.2f}" for v in values) if values else "?"
 
 
+def _failures(failures: dict[str, str] | None) -> list[str]:
+    """The failed targets: one line each, then each one's whole story folded."""
+    if not failures:
+        return []
+    out = ["", "## Failures", ""]
+    out += [f"- **{t}**: {why.splitlines()[0] if why else ''}" for t, why in failures.items()]
+    for t, why in failures.items():
+        out += ["", f"<details><summary>{t}</summary>", "", "```", why, "```", "</details>"]
+    return out
+
+
+def _micro(results: dict[str, Any]) -> list[str]:
+    """The in-process measurements and the idle RSS, those the run has."""
+    out: list[str] = []
+    micro = results.get("cache_get_micro")
+    if micro:
+        out += ["", "`bench/cache_hit.py` (ResponseCache.get() alone, in-process, ~50 KB entry "
+                "over TLS): " + " ".join(micro)]
+    counting = results.get("count_tokens_micro")
+    if counting:
+        out += ["", "`bench/count_tokens.py` (count + guard of the captured 49 KB request, "
+                "in-process):", ""] + [f"- {line}" for line in counting]
+    if results.get("idle_rss_mb"):
+        out += ["", "Idle RSS after start (MB): " + ", ".join(
+            f"{k} {val}" for k, val in results["idle_rss_mb"].items())]
+    return out
+
+
+def _deploy_times(deploy: Any) -> list[str]:
+    """The sandbox deploy times `make bench-deploy` wrote (a table of runs), if any."""
+    out = ["", "## Sandbox deploy times", ""]
+    if deploy is None:
+        out.append("No `bench/results/deploy_times.json` (written by `make bench-deploy`).")
+    elif isinstance(deploy, dict) and isinstance(deploy.get("runs"), list):
+        out += [
+            f"{deploy.get('inventory', '')}, {deploy.get('machine', '')}, {deploy.get('date', '')}",
+            "",
+            "| hosts | fleet up (s) | first deploy (s) | re-run (s) | re-run changes |",
+            "|---|---|---|---|---|",
+        ]
+        out += [
+            f"| {r['hosts']} | {r['fleet_up_s']} | {r['first_run_s']} | {r['rerun_s']} | "
+            f"{r['rerun_changes']} |"
+            for r in deploy["runs"]
+        ]
+    elif isinstance(deploy, dict):
+        out += [f"- {k}: {val}" for k, val in deploy.items()]
+    else:
+        out.append(f"```\n{deploy}\n```")
+    return out
+
+
 def markdown(results: dict[str, Any]) -> str:
     m = results["machine"]
     v = results["versions"]
@@ -243,12 +295,7 @@ def markdown(results: dict[str, Any]) -> str:
             "CPU ms/req: CPU time of the server's process tree (and of the double) per "
             "measured request; peak RSS: VmHWM of the server's process "
             "tree during the case (reset before each case)."]
-    if results.get("failures"):
-        out += ["", "## Failures", ""]
-        out += [f"- **{t}**: {why.splitlines()[0] if why else ''}"
-                for t, why in results["failures"].items()]
-        for t, why in results["failures"].items():
-            out += ["", f"<details><summary>{t}</summary>", "", "```", why, "```", "</details>"]
+    out += _failures(results.get("failures"))
     out += ["", "## Ratios (same run)", ""]
     out += [f"- {k}: {_fmt(val, 3) if isinstance(val, float) else val}"
             for k, val in results.get("ratios", {}).items()]
@@ -257,37 +304,8 @@ def markdown(results: dict[str, Any]) -> str:
     for c in results.get("target_checks", []):
         met = {True: "yes", False: "**no**", None: "n/a"}[c["met"]]
         out.append(f"| {c['name']} | {_fmt(c['value'])} | {c['target']} | {met} |")
-    micro = results.get("cache_get_micro")
-    if micro:
-        out += ["", "`bench/cache_hit.py` (ResponseCache.get() alone, in-process, ~50 KB entry "
-                "over TLS): " + " ".join(micro)]
-    counting = results.get("count_tokens_micro")
-    if counting:
-        out += ["", "`bench/count_tokens.py` (count + guard of the captured 49 KB request, "
-                "in-process):", ""] + [f"- {line}" for line in counting]
-    if results.get("idle_rss_mb"):
-        out += ["", "Idle RSS after start (MB): " + ", ".join(
-            f"{k} {val}" for k, val in results["idle_rss_mb"].items())]
-    deploy = results.get("deploy_times")
-    out += ["", "## Sandbox deploy times", ""]
-    if deploy is None:
-        out.append("No `bench/results/deploy_times.json` (written by `make bench-deploy`).")
-    elif isinstance(deploy, dict) and isinstance(deploy.get("runs"), list):
-        out += [
-            f"{deploy.get('inventory', '')}, {deploy.get('machine', '')}, {deploy.get('date', '')}",
-            "",
-            "| hosts | fleet up (s) | first deploy (s) | re-run (s) | re-run changes |",
-            "|---|---|---|---|---|",
-        ]
-        out += [
-            f"| {r['hosts']} | {r['fleet_up_s']} | {r['first_run_s']} | {r['rerun_s']} | "
-            f"{r['rerun_changes']} |"
-            for r in deploy["runs"]
-        ]
-    elif isinstance(deploy, dict):
-        out += [f"- {k}: {val}" for k, val in deploy.items()]
-    else:
-        out.append(f"```\n{deploy}\n```")
+    out += _micro(results)
+    out += _deploy_times(results.get("deploy_times"))
     if results.get("profile"):
         out += ["", "## proxy_app profile", "", "```", results["profile"], "```"]
     return "\n".join(out) + "\n"

@@ -8,6 +8,7 @@ CPU time.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -132,10 +133,8 @@ class Proc:
             self.popen.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             for pid in reversed(self.pids()):
-                try:
+                with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
             self.popen.wait(timeout=5)
 
 

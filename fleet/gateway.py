@@ -88,10 +88,9 @@ def _after_tunnels_open(ports: Mapping[str, int], timeout: float = 15) -> Iterat
     """Wait (up to ``timeout``) for the tunnels' local ends, so no first check fails for nothing."""
     deadline = time.monotonic() + timeout
     for port in ports.values():
-        try:
+        # a host down or slow is HAProxy's checks to report, not this wait's
+        with contextlib.suppress(tunnel.TunnelError):
             tunnel.wait_for_port(port, timeout=max(0.1, deadline - time.monotonic()))
-        except tunnel.TunnelError:
-            pass  # that host is down or slow: HAProxy's checks will say so
     yield
 
 

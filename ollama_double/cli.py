@@ -20,7 +20,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 # --- double-import-begin (stripped when building the single-file bin/ollama)
@@ -314,23 +314,31 @@ def cmd_serve() -> int:
 
 
 def _build_parser() -> argparse.ArgumentParser:
+    """The CLI's parser; each subcommand sets ``handler``, what runs it given the arguments."""
     parser = argparse.ArgumentParser(
         prog="ollama", description="Large language model runner (Ollama API test double)")
     parser.add_argument("-v", "--version", action="store_true", help="Show version information")
     sub = parser.add_subparsers(dest="command")
-    sub.add_parser("serve", aliases=["start"], help="Start ollama")
-    sub.add_parser("list", aliases=["ls"], help="List models")
-    sub.add_parser("ps", help="List running models")
+    p = sub.add_parser("serve", aliases=["start"], help="Start ollama")
+    p.set_defaults(handler=lambda _args: cmd_serve())
+    p = sub.add_parser("list", aliases=["ls"], help="List models")
+    p.set_defaults(handler=lambda _args: cmd_list())
+    p = sub.add_parser("ps", help="List running models")
+    p.set_defaults(handler=lambda _args: cmd_ps())
     p = sub.add_parser("pull", help="Pull a model from a registry")
     p.add_argument("model")
     p.add_argument("--insecure", action="store_true")
+    p.set_defaults(handler=lambda args: cmd_pull(args.model))
     p = sub.add_parser("rm", help="Remove a model")
     p.add_argument("models", nargs="+")
+    p.set_defaults(handler=lambda args: cmd_rm(args.models))
     p = sub.add_parser("show", help="Show information for a model")
     p.add_argument("model")
+    p.set_defaults(handler=lambda args: cmd_show(args.model))
     p = sub.add_parser("run", help="Run a model")
     p.add_argument("model")
     p.add_argument("prompt", nargs="*")
+    p.set_defaults(handler=lambda args: cmd_run(args.model, " ".join(args.prompt) or "hello"))
     return parser
 
 
@@ -340,22 +348,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.version:
             return cmd_version()
-        if args.command in ("serve", "start"):
-            return cmd_serve()
-        if args.command in ("list", "ls"):
-            return cmd_list()
-        if args.command == "ps":
-            return cmd_ps()
-        if args.command == "pull":
-            return cmd_pull(args.model)
-        if args.command == "rm":
-            return cmd_rm(args.models)
-        if args.command == "show":
-            return cmd_show(args.model)
-        if args.command == "run":
-            return cmd_run(args.model, " ".join(args.prompt) or "hello")
-        parser.print_help()
-        return 0
+        if "handler" not in args:
+            parser.print_help()
+            return 0
+        handler: Callable[[argparse.Namespace], int] = args.handler
+        return handler(args)
     except _NoServer as exc:
         sys.stderr.write(f"Error: {exc}\n")
     except urllib.error.HTTPError as exc:

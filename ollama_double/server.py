@@ -12,6 +12,7 @@ a single-file stand-in ``bin/ollama`` for a bare Debian sandbox host.
 """
 
 import collections
+import contextlib
 import dataclasses
 import datetime
 import hashlib
@@ -26,6 +27,7 @@ import string
 import sys
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NamedTuple
 
@@ -33,10 +35,10 @@ try:  # the exact prompt, as proxy_app renders it; absent in the sandbox's stdli
     from proxy_app import chat_template as _chat_template
     from proxy_app import qwen3coder_template as _qwen3coder
     from proxy_app import vocab as _vocab
-except ImportError:  # the single-file bin/ollama
-    _chat_template = None
-    _qwen3coder = None
-    _vocab = None
+
+    _RENDERS_PROMPTS = True
+except ImportError:  # the single-file bin/ollama: the three names stay unbound, never read
+    _RENDERS_PROMPTS = False
 
 DEFAULT_VERSION = "0.12.11"
 DEFAULT_MODEL = "qwen2.5-coder:7b"
@@ -47,7 +49,7 @@ ERR_QUEUE_FULL = "server busy, please try again.  maximum pending requests excee
 ERR_CONTEXT = "the input length exceeds the context length"
 ERR_PULL_MANIFEST = "pull model manifest: file does not exist"
 # Real-ish numbers for the one model this project serves; everything else is derived.
-_KNOWN_MODELS = {
+_KNOWN_MODELS: dict[str, dict[str, Any]] = {
     "qwen2.5-coder:7b": {"size": 4683087332, "parameter_size": "7.6B"},
 }
 
@@ -94,10 +96,12 @@ def estimate_prompt_tokens(
 QWEN_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
 
 
-def _qwen_template(name: str) -> Any:
+def _qwen_template(
+    name: str,
+) -> "_chat_template.QwenTemplate | _qwen3coder.Qwen3CoderRenderer | None":
     """What renders a Qwen model's prompt in Ollama: the Go template it ships for qwen2 models,
     the built-in renderer for qwen3-coder (None without proxy_app at hand, or for others)."""
-    if _chat_template is None or _qwen3coder is None:
+    if not _RENDERS_PROMPTS:
         return None
     family = _model_family(name)
     if family == "qwen3moe" and _is_qwen3_coder(name):
@@ -106,6 +110,29 @@ def _qwen_template(name: str) -> Any:
         return None
     coder = "coder" in name.split(":")[0]
     return _chat_template.QWEN25_CODER if coder else _chat_template.QWEN25
+
+
+# /api/show's template for models whose own this double does not reproduce (a Qwen2.5 one)
+_SHOW_TEMPLATE = (
+    "{{- if .Messages }}{{- if or .System .Tools }}<|im_start|>system\n"
+    "{{- if .System }}\n{{ .System }}{{- end }}{{- if .Tools }}\n\n# Tools\n\n<tools>"
+    "{{- range .Tools }}\n{\"type\": \"function\", \"function\": {{ .Function }}}"
+    "{{- end }}\n</tools>\n\nFor each function call, return a json object with function "
+    "name and arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n"
+    "{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call>"
+    "{{- end }}<|im_end|>\n{{ end }}{{- end }}"
+)
+
+
+def _show_template(name: str) -> dict[str, str]:
+    """/api/show's prompt fields: a Go template (with the SYSTEM it pairs with when it is one
+    Ollama ships), or a built-in renderer and parser by name (qwen3-coder)."""
+    qwen = _qwen_template(name)
+    if qwen is None:
+        return {"template": _SHOW_TEMPLATE}
+    if isinstance(qwen, _chat_template.QwenTemplate):
+        return {"template": qwen.source(), "system": QWEN_SYSTEM}
+    return {"template": _SHOW_TEMPLATE, "renderer": qwen.name, "parser": qwen.name}
 
 
 def _is_qwen3_coder(name: str) -> bool:
@@ -128,14 +155,24 @@ def rendered_prompt(name: str, messages: Any, tools: Any) -> str | None:
     return head + (template.tools(tools) if tools else "") + "".join(pieces)
 
 
+def _qwen_prompt_ids(name: str, messages: Any, tools: Any) -> list[int] | None:
+    """Qwen's token ids of the prompt Ollama renders (special tokens one each, as
+    llama-server parses them), or None when the prompt or its vocabulary is not reproduced."""
+    text = rendered_prompt(name, messages, tools)
+    if text is None:
+        return None
+    encoding = _vocab.vocabulary_for(_model_family(name))
+    return None if encoding is None else encoding.encode(text, allowed_special="all")
+
+
 def prompt_tokens_of(name: str, messages: Any, tools: Any, chars_per_token: int = 3) -> int:
     """What Ollama would report as prompt_eval_count: exact for Qwen models whose prompt we
     render (encoded with Qwen's vocabulary, as llama-server does), else the double's estimate."""
-    text = rendered_prompt(name, messages, tools)
-    if text is None or _vocab is None:
+    ids = _qwen_prompt_ids(name, messages, tools)
+    if ids is None:
         return estimate_prompt_tokens(messages, tools, chars_per_token)
     images = sum(len(m.get("images") or []) for m in messages or [] if isinstance(m, dict))
-    return _vocab.count(_vocab.vocabulary_for(_model_family(name)), text) + 768 * images
+    return len(ids) + 768 * images
 
 
 def _estimate_output_tokens(text: str, chars_per_token: int = 3) -> int:
@@ -375,9 +412,9 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
 def prompt_token_ids(name: str, messages: Any, tools: Any, chars_per_token: int = 3) -> list[int]:
     """The prompt as tokens: Qwen's ids of the rendered prompt for qwen2 models, else one
     pseudo-token per ``chars_per_token`` characters of the request's JSON."""
-    text = rendered_prompt(name, messages, tools)
-    if text is not None and _vocab is not None:
-        return _vocab.vocabulary_for(_model_family(name)).encode(text, allowed_special="all")
+    ids = _qwen_prompt_ids(name, messages, tools)
+    if ids is not None:
+        return ids
     payload = json.dumps({"messages": messages or [], "tools": tools or []}, sort_keys=True)
     return [hash(payload[i:i + chars_per_token]) for i in range(0, len(payload), chars_per_token)]
 
@@ -504,10 +541,8 @@ class OllamaDouble:
         with self._lock:
             conns = list(self._connections)
         for conn in conns:
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
@@ -736,6 +771,58 @@ class OllamaDouble:
                 pass
 
 
+class _Answer(NamedTuple):
+    """What one /api/chat call answers, once ``num_predict`` and ``think`` have applied."""
+
+    content: str
+    pieces: list[str]
+    thinking: str | None
+    tool_calls: list[dict[str, Any]] | None
+    done_reason: str
+    eval_count: int
+
+
+class _Turn(NamedTuple):
+    """One /api/chat generation: its answer and the numbers its final chunk reports."""
+
+    base: dict[str, Any]
+    t0: int
+    prompt_tokens: int
+    prefill_ns: int | None
+    answer: _Answer
+
+    def chunk(self, msg: dict[str, Any]) -> dict[str, Any]:
+        return {**self.base, "created_at": now_rfc3339(), "message": msg, "done": False}
+
+    def final(self, msg: dict[str, Any], t_first: int) -> dict[str, Any]:
+        t_end = time.monotonic_ns()
+        return {**self.base, "created_at": now_rfc3339(), "message": msg, "done": True,
+                "done_reason": self.answer.done_reason,
+                "total_duration": max(t_end - self.t0, 2_000_000),
+                "load_duration": 1_000_000, "prompt_eval_count": self.prompt_tokens,
+                "prompt_eval_duration": self.prefill_ns or max(t_first - self.t0, 1),
+                "eval_count": self.answer.eval_count,
+                "eval_duration": max(t_end - t_first, 1)}
+
+
+def _message(text: str, **extra: Any) -> dict[str, Any]:
+    return {"role": "assistant", "content": text, **extra}
+
+
+def _stream_messages(reply: Reply, answer: _Answer) -> tuple[list[dict[str, Any]], int | None]:
+    """The streamed messages (thinking, content, then the tool calls in one) and the index
+    where a scripted mid-stream error replaces them (None: no error)."""
+    lines = [_message("", thinking=piece) for piece in _split_words(answer.thinking or "")]
+    content_lines = [_message(piece) for piece in answer.pieces]
+    error_at = None
+    if reply.error is not None:
+        error_at = len(lines) + min(reply.error_after or 0, len(content_lines))
+    lines += content_lines
+    if answer.tool_calls:
+        lines.append(_message("", tool_calls=answer.tool_calls))
+    return lines, error_at
+
+
 class _Handler(BaseHTTPRequestHandler):
     """HTTP/1.1 handler (keep-alive, chunked NDJSON streaming) for :class:`OllamaDouble`."""
 
@@ -756,10 +843,8 @@ class _Handler(BaseHTTPRequestHandler):
     def finish(self) -> None:
         with self.double._lock:
             self.double._connections.discard(self.connection)
-        try:
+        with contextlib.suppress(OSError):
             super().finish()
-        except OSError:
-            pass
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         pass
@@ -811,7 +896,7 @@ class _Handler(BaseHTTPRequestHandler):
             r, _, _ = select.select([self.connection], [], [], 0)
             if not r:
                 return False
-            return self.connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+            return bool(self.connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"")
         except BlockingIOError:
             return False
         except (OSError, ValueError):
@@ -879,11 +964,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.double._record(
             RecordedRequest(self.command, path, body, {k: v for k, v in self.headers.items()})
         )
-        routes = {
+        # GET/HEAD handlers take whether to omit the body; the others the request's JSON object
+        reads: dict[tuple[str, str], Callable[[bool], None]] = {
             ("GET", "/"): self._root, ("HEAD", "/"): self._root,
             ("GET", "/api/version"): self._version, ("HEAD", "/api/version"): self._version,
             ("GET", "/api/tags"): self._tags, ("HEAD", "/api/tags"): self._tags,
             ("GET", "/api/ps"): self._ps,
+        }
+        writes: dict[tuple[str, str], Callable[[dict[str, Any], bool], None]] = {
             ("POST", "/api/show"): self._show,
             ("POST", "/api/pull"): self._pull,
             ("DELETE", "/api/delete"): self._delete,
@@ -891,18 +979,18 @@ class _Handler(BaseHTTPRequestHandler):
             ("POST", "/api/chat"): self._chat,
             ("POST", DOUBLE_SCRIPT_PATH): self._script,
         }
-        handler = routes.get((self.command, path))
+        read, write = reads.get((self.command, path)), writes.get((self.command, path))
         try:
-            if handler is None:
+            if read is not None:
+                read(head)
+            elif write is None:
                 self._send_bytes(404, b"404 page not found", "text/plain", head=head)
-            elif self.command in ("GET", "HEAD"):
-                handler(head)
             elif bad_json is not None:
                 self._send_error(400, bad_json)
             elif raw.strip() and not isinstance(body, dict):
                 self._send_error(400, "json: cannot unmarshal into Go value of type api.Request")
             else:
-                handler(body or {}, raw_empty=not raw.strip())
+                write(body or {}, not raw.strip())
         except _HTTPError as exc:
             self._send_error(exc.status, exc.message)
         except _ClientGone:
@@ -976,24 +1064,11 @@ class _Handler(BaseHTTPRequestHandler):
         d = self.double
         name = self._known_model(body, raw_empty)
         family = _model_family(name)
-        template = (
-            "{{- if .Messages }}{{- if or .System .Tools }}<|im_start|>system\n"
-            "{{- if .System }}\n{{ .System }}{{- end }}{{- if .Tools }}\n\n# Tools\n\n<tools>"
-            "{{- range .Tools }}\n{\"type\": \"function\", \"function\": {{ .Function }}}"
-            "{{- end }}\n</tools>\n\nFor each function call, return a json object with function "
-            "name and arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n"
-            "{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call>"
-            "{{- end }}<|im_end|>\n{{ end }}{{- end }}"
-        )
-        qwen = _qwen_template(name)
-        renderer = getattr(qwen, "name", "") if not hasattr(qwen, "source") else ""
         self._send_json(200, {
             "license": "test double: no license text",
             "modelfile": f"# Modelfile generated by the Ollama API test double\nFROM {name}\n",
             "parameters": 'stop                           "<|endoftext|>"',
-            "template": qwen.source() if qwen and not renderer else template,
-            **({"system": QWEN_SYSTEM} if qwen and not renderer else {}),
-            **({"renderer": renderer, "parser": renderer} if renderer else {}),
+            **_show_template(name),
             "details": d.model_details(name),
             "model_info": {
                 "general.architecture": family,
@@ -1062,7 +1137,7 @@ class _Handler(BaseHTTPRequestHandler):
         num_ctx = self._num_ctx(name, body)
         keep_alive = body.get("keep_alive")
         prompt = body.get("prompt") or ""
-        base = {"model": body["model"] if "model" in body else name}
+        base = {"model": body.get("model", name)}
         if not prompt:
             unload = keep_alive is not None and _parse_keep_alive(keep_alive) == 0
             d._mark_loaded(name, num_ctx, keep_alive)
@@ -1133,40 +1208,61 @@ class _Handler(BaseHTTPRequestHandler):
         d = self.double
         t0 = time.monotonic_ns()
         reply = d._next_reply()
-        base = {"model": body["model"]}
-        # ---- prompt size / context check (truncate defaults to true, like Ollama)
         tools = body.get("tools")
-        if reply.prompt_eval_count is not None:
-            prompt_tokens = reply.prompt_eval_count
-        else:
-            prompt_tokens = d.prompt_tokens(name, messages, tools)
-        if prompt_tokens > num_ctx:
-            if body.get("truncate", True) is False:
-                raise _HTTPError(400, ERR_CONTEXT)
-            if reply.prompt_eval_count is None:
-                prompt_tokens = self._truncate(name, messages, tools, num_ctx)
+        prompt_tokens = self._prompt_size(name, body, messages, reply, num_ctx)
         if reply.status != 200:
             self._sleep(reply.first_chunk_delay)
             raise _HTTPError(reply.status, reply.error or "test double: scripted error")
         d._mark_loaded(name, num_ctx, keep_alive)
-        prefill_ns = None
-        if d.kv is not None:  # the slot model: how much of this prompt must be prefilled
-            ids = prompt_token_ids(name, messages, tools, d.chars_per_token)
-            answer = prompt_token_ids(name, [{"role": "assistant", "content": reply.content}],
-                                      None, d.chars_per_token)
-            with d._lock:
-                prefilled = d.kv.serve(name, ids, answer)
-            prefill_ns = max(int(prefilled / d.prefill_rate * 1e9), 1)
+        turn = _Turn(
+            base={"model": body["model"]}, t0=t0, prompt_tokens=prompt_tokens,
+            prefill_ns=self._prefill_ns(name, messages, tools, reply),
+            answer=self._answer(reply, body, think),
+        )
+        if body.get("stream", True) is False:
+            self._reply_whole(reply, turn)
+        else:
+            self._reply_stream(reply, turn)
 
-        # ---- output
+    def _prompt_size(self, name: str, body: dict[str, Any], messages: list[Any], reply: Reply,
+                     num_ctx: int) -> int:
+        """The prompt's tokens, checked against the window (truncate defaults to true, like
+        Ollama: then the oldest messages go, silently)."""
+        tools = body.get("tools")
+        if reply.prompt_eval_count is not None:
+            prompt_tokens = reply.prompt_eval_count
+        else:
+            prompt_tokens = self.double.prompt_tokens(name, messages, tools)
+        if prompt_tokens <= num_ctx:
+            return prompt_tokens
+        if body.get("truncate", True) is False:
+            raise _HTTPError(400, ERR_CONTEXT)
+        if reply.prompt_eval_count is not None:
+            return prompt_tokens
+        return self._truncate(name, messages, tools, num_ctx)
+
+    def _prefill_ns(self, name: str, messages: list[Any], tools: Any, reply: Reply) -> int | None:
+        """With the slot model on: how long prefilling what no slot holds takes, else None."""
+        d = self.double
+        if d.kv is None:
+            return None
+        ids = prompt_token_ids(name, messages, tools, d.chars_per_token)
+        answer = prompt_token_ids(name, [{"role": "assistant", "content": reply.content}],
+                                  None, d.chars_per_token)
+        with d._lock:
+            prefilled = d.kv.serve(name, ids, answer)
+        return max(int(prefilled / d.prefill_rate * 1e9), 1)
+
+    def _answer(self, reply: Reply, body: dict[str, Any], think: Any) -> _Answer:
+        """What the scripted reply says once ``options.num_predict`` and ``think`` apply."""
+        chars_per_token = self.double.chars_per_token
         content = reply.content
         done_reason = reply.done_reason
         num_predict = self._options(body).get("num_predict")
         if (done_reason is None and isinstance(num_predict, int) and num_predict > 0
-                and _estimate_output_tokens(content, d.chars_per_token) > num_predict):
-            content = content[: num_predict * d.chars_per_token]
+                and _estimate_output_tokens(content, chars_per_token) > num_predict):
+            content = content[: num_predict * chars_per_token]
             done_reason = "length"
-        done_reason = done_reason or "stop"
         pieces = (
             reply.content_pieces() if content == reply.content
             else Reply(content, chunks=reply.chunks).content_pieces()
@@ -1176,68 +1272,40 @@ class _Handler(BaseHTTPRequestHandler):
         out_text = (thinking or "") + content + (json.dumps(tool_calls) if tool_calls else "")
         eval_count = (
             reply.eval_count if reply.eval_count is not None
-            else _estimate_output_tokens(out_text, d.chars_per_token)
+            else _estimate_output_tokens(out_text, chars_per_token)
         )
+        return _Answer(content, pieces, thinking, tool_calls, done_reason or "stop", eval_count)
 
-        def message(text: str, **extra: Any) -> dict[str, Any]:
-            return {"role": "assistant", "content": text, **extra}
+    def _reply_whole(self, reply: Reply, turn: _Turn) -> None:
+        """``"stream": false``: one JSON body after the whole generation's time."""
+        answer = turn.answer
+        self._sleep(reply.first_chunk_delay + reply.chunk_delay * max(0, len(answer.pieces) - 1))
+        while reply.hang:
+            self._sleep(1.0)
+        if reply.error is not None:
+            raise _HTTPError(500, reply.error)
+        t_first = time.monotonic_ns()
+        extra: dict[str, Any] = {}
+        if answer.thinking:
+            extra["thinking"] = answer.thinking
+        if answer.tool_calls:
+            extra["tool_calls"] = answer.tool_calls
+        with self.double._lock:
+            self.double.completed_streams += 1
+        self._send_json(200, turn.final(_message(answer.content, **extra), t_first))
 
-        def final(msg: dict[str, Any], t_first: int) -> dict[str, Any]:
-            t_end = time.monotonic_ns()
-            load_ns = 1_000_000
-            return {**base, "created_at": now_rfc3339(), "message": msg, "done": True,
-                    "done_reason": done_reason, "total_duration": max(t_end - t0, 2_000_000),
-                    "load_duration": load_ns, "prompt_eval_count": prompt_tokens,
-                    "prompt_eval_duration": prefill_ns or max(t_first - t0, 1),
-                    "eval_count": eval_count,
-                    "eval_duration": max(t_end - t_first, 1)}
-
-        if body.get("stream", True) is False:
-            self._sleep(reply.first_chunk_delay + reply.chunk_delay * max(0, len(pieces) - 1))
-            if reply.hang:
-                while True:
-                    self._sleep(1.0)
-            if reply.error is not None:
-                raise _HTTPError(500, reply.error)
-            t_first = time.monotonic_ns()
-            extra: dict[str, Any] = {}
-            if thinking:
-                extra["thinking"] = thinking
-            if tool_calls:
-                extra["tool_calls"] = tool_calls
-            with d._lock:
-                d.completed_streams += 1
-            self._send_json(200, final(message(content, **extra), t_first))
-            return
-
-        # ---- streaming NDJSON
+    def _reply_stream(self, reply: Reply, turn: _Turn) -> None:
+        """Streaming NDJSON: thinking, content and tool-call chunks, then the final one (or a
+        scripted error line, raw lines, or a hang)."""
         self._sleep(reply.first_chunk_delay)  # prefill: no headers yet, like Ollama
         t_first = time.monotonic_ns()
         self._start_stream()
         if reply.raw_lines is not None:
-            for i, line in enumerate(reply.raw_lines):
-                if i:
-                    self._sleep(reply.chunk_delay)
-                self._write_line(line)
+            self._write_lines(reply.raw_lines, reply.chunk_delay)
             self._end_stream()
             return
-        lines: list[dict[str, Any]] = []
-        for piece in _split_words(thinking or ""):
-            lines.append(message("", thinking=piece))
-        content_lines = [message(piece) for piece in pieces]
-        error_at = None
-        if reply.error is not None:
-            error_at = len(lines) + min(reply.error_after or 0, len(content_lines))
-        lines += content_lines
-        if tool_calls:
-            lines.append(message("", tool_calls=tool_calls))
-        for i, msg in enumerate(lines):
-            if i == error_at:
-                break
-            if i:
-                self._sleep(reply.chunk_delay)
-            self._write_line({**base, "created_at": now_rfc3339(), "message": msg,
-                              "done": False})
+        lines, error_at = _stream_messages(reply, turn.answer)
+        self._write_lines(lines[:error_at], reply.chunk_delay, turn.chunk)
         if error_at is not None:
             self._sleep(reply.chunk_delay if error_at else 0)
             self._write_line({"error": reply.error})
@@ -1245,13 +1313,20 @@ class _Handler(BaseHTTPRequestHandler):
             return
         while reply.hang:
             self._sleep(reply.hang_interval)
-            self._write_line({**base, "created_at": now_rfc3339(),
-                              "message": message(reply.hang_text), "done": False})
+            self._write_line(turn.chunk(_message(reply.hang_text)))
         self._sleep(reply.chunk_delay if lines else 0)
-        self._write_line(final(message(""), t_first))
-        with d._lock:
-            d.completed_streams += 1
+        self._write_line(turn.final(_message(""), t_first))
+        with self.double._lock:
+            self.double.completed_streams += 1
         self._end_stream()
+
+    def _write_lines(self, lines: list[Any], delay: float,
+                     render: Callable[[Any], Any] | None = None) -> None:
+        """NDJSON lines ``delay`` seconds apart, each rendered (stamped) just before it goes."""
+        for i, line in enumerate(lines):
+            if i:
+                self._sleep(delay)
+            self._write_line(line if render is None else render(line))
 
     def _truncate(self, name: str, messages: list[Any], tools: Any, num_ctx: int) -> int:
         """Ollama's silent front truncation: drop oldest non-system messages, keep the last."""
@@ -1287,8 +1362,6 @@ class _Handler(BaseHTTPRequestHandler):
 def _main_server_only() -> int:  # pragma: no cover - debugging aid
     with OllamaDouble(port=int(os.environ.get("PORT", "0")), log_stream=sys.stderr) as od:
         sys.stderr.write(f"Ollama API test double on {od.url}\n")
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             od.serve_forever()
-        except KeyboardInterrupt:
-            pass
     return 0

@@ -23,8 +23,8 @@ from pathlib import Path
 from . import release
 from .errors import SandboxError
 from .host import DEFAULT_SSH_PORT, REPO, Sandbox
-from .rootfs import build_rootfs, check_kind, default_rootfs
-from .system import lock
+from .rootfs import check_kind, default_rootfs
+from .system import Log, lock
 
 FLEET_FILE = "fleet.json"
 PREFIX = "sandbox-"
@@ -131,7 +131,9 @@ class Fleet:
         """Return the fleet's hosts, in order."""
         return [self.host(name) for name in self.names()]
 
-    def up(self, count: int, *, kinds: list[str] | None = None, log=print) -> list[Sandbox]:
+    def up(
+        self, count: int, *, kinds: list[str] | None = None, log: Log = print
+    ) -> list[Sandbox]:
         """Start hosts 1…count (those running stay as they are) and stop any beyond them.
 
         + kinds: each host's kind, the last repeated (default: env `SANDBOX_KIND`, else each
@@ -144,8 +146,6 @@ class Fleet:
             )
         kinds = host_kinds(count, kinds, self._recorded())
         wanted = dict(zip(host_names(count), kinds, strict=True))
-        for kind in sorted(set(wanted.values())):  # once per kind, before the hosts share it
-            build_rootfs(self.rootfs_of(kind), kind=kind, log=log)
         with lock(self.root / "fleet.lock"):
             for extra in sorted(set(self._known()) - set(wanted)):
                 log(f"Stopping {extra} (the fleet now has {count} host(s))")
@@ -162,11 +162,10 @@ class Fleet:
             list(pool.map(lambda box: box.up(log=log), hosts))
         return hosts
 
-    def add(self, name: str, *, log=print) -> Sandbox:
+    def add(self, name: str, *, log: Log = print) -> Sandbox:
         """Start one container host called ``name`` and list it in the fleet, the others left
         as they are (the vast.ai double's rentals come one at a time); the release server
         starts with it."""
-        build_rootfs(self.rootfs_of("container"), log=log)
         with lock(self.root / "fleet.lock"):
             release.ensure_running(self.root)
             self._record({**self._recorded(), name: "container"})
@@ -184,7 +183,7 @@ class Fleet:
             if not left:
                 release.stop(self.root)
 
-    def restart(self, name: str, *, log=print) -> Sandbox:
+    def restart(self, name: str, *, log: Log = print) -> Sandbox:
         """Kill every process of one host and boot it again (its disk stays)."""
         if name not in self.names():
             raise SandboxError(

@@ -24,28 +24,34 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TextIO, TypeVar
 
 from devkit.ports import port_in_use
 
 from .errors import SandboxError
 from .rootfs import STAMP, build_rootfs, check_kind, default_rootfs
 from .system import (
+    Log,
     children,
     clean_env,
     cmdline,
     find_processes,
     is_alive,
+    kill,
     lock,
     pid_namespace,
     pids_in_namespace,
+    stop_pidfile,
     unmount_under,
+    wait_gone,
 )
 
+_T = TypeVar("_T")
 REPO = Path(__file__).resolve().parents[1]
 INIT_SH = Path(__file__).with_name("init.sh")
 INIT_SYSTEMD_SH = Path(__file__).with_name("init-systemd.sh")
@@ -154,7 +160,7 @@ class Sandbox:
             f"init pid {self.init_pid()}, {answers})"
         )
 
-    def up(self, *, timeout: float = DEFAULT_UP_TIMEOUT, log=print) -> Sandbox:
+    def up(self, *, timeout: float = DEFAULT_UP_TIMEOUT, log: Log = print) -> Sandbox:
         """Start the sandbox unless it already runs and answers; build the rootfs if needed."""
         with lock(self.state_dir / "lock"):
             if self.is_running():
@@ -165,7 +171,7 @@ class Sandbox:
             self._boot(timeout, log)
             return self
 
-    def restart(self, *, timeout: float = DEFAULT_UP_TIMEOUT, log=print) -> Sandbox:
+    def restart(self, *, timeout: float = DEFAULT_UP_TIMEOUT, log: Log = print) -> Sandbox:
         """Kill every process of the host, then boot it again on the same port and layer.
 
         What vast.ai does on stop/start: nothing survives but the container's disk, and the
@@ -176,7 +182,7 @@ class Sandbox:
             self._boot(timeout, log)
             return self
 
-    def _boot(self, timeout: float, log) -> None:
+    def _boot(self, timeout: float, log: Log) -> None:
         build_rootfs(self.rootfs, kind=self.kind, log=log)  # also syncs the CA certificates
         port = self._choose_port()
         self._write_state(port)
@@ -268,7 +274,7 @@ class Sandbox:
 
     def _stop(self) -> None:
         unshares = self._unshare_pids()
-        _stop_pidfile(self.slirp_pid_path, str(self.slirp_socket))
+        stop_pidfile(self.slirp_pid_path, str(self.slirp_socket))
         _stop_boots(unshares)
         # The mounts lived in the namespace's private mount table; these catch manual leftovers.
         unmount_under(self.merged)
@@ -316,7 +322,7 @@ class Sandbox:
         )
         (state / "resolv.conf").write_text(f"nameserver {DNS_ADDRESS}\n")
 
-    def _prepare_layer(self, *, log) -> None:
+    def _prepare_layer(self, *, log: Log) -> None:
         """Create the container layer; start it afresh when the rootfs below was rebuilt."""
         base = (self.rootfs / STAMP).read_text()
         stamp = self.data_dir / "rootfs.json"
@@ -358,7 +364,7 @@ class Sandbox:
             )
             self._connect_network(port, log)
 
-    def _connect_network(self, port: int, log) -> None:
+    def _connect_network(self, port: int, log: TextIO) -> None:
         """Give the host's namespace its tap0 (slirp4netns) and forward 127.0.0.1:port to sshd."""
         if shutil.which("slirp4netns") is None:
             raise SandboxError(
@@ -390,7 +396,7 @@ class Sandbox:
         if "return" not in answer:
             raise SandboxError(f"slirp4netns could not forward 127.0.0.1:{port} to sshd: {answer}")
 
-    def _wait_for(self, probe, what: str, timeout: float = 10):
+    def _wait_for(self, probe: Callable[[], _T], what: str, timeout: float = 10) -> _T:
         deadline = time.monotonic() + timeout
         while not (found := probe()):
             if time.monotonic() > deadline:
@@ -437,7 +443,7 @@ def stop_all() -> list[int]:
     unshares += find_processes("systemd-nspawn", "--machine=sandbox")
     _stop_boots(unshares)
     for pid in find_processes("slirp4netns", "slirp4netns.sock"):
-        _kill(pid)
+        kill(pid)
     return unshares
 
 
@@ -455,41 +461,11 @@ def _stop_boots(unshares: list[int]) -> None:
             namespace = pid_namespace(child)
             if namespace and namespace != own:
                 namespaces.add(namespace)
-            _kill(child)
+            kill(child)
     for namespace in namespaces:
         for pid in pids_in_namespace(namespace):
-            _kill(pid)
-    if not _wait_gone(unshares, timeout=5):
+            kill(pid)
+    if not wait_gone(unshares, timeout=5):
         for pid in unshares:
-            _kill(pid)
-    _wait_gone([*unshares, *(p for n in namespaces for p in pids_in_namespace(n))], strict=True)
-
-
-def _stop_pidfile(pid_path: Path, needle: str) -> None:
-    """Kill the process a pid file names, if its argv still contains ``needle``."""
-    try:
-        pid = int(pid_path.read_text())
-    except (OSError, ValueError):
-        return
-    if is_alive(pid) and any(needle in arg for arg in cmdline(pid)):
-        _kill(pid)
-        _wait_gone([pid], strict=True)
-    pid_path.unlink(missing_ok=True)
-
-
-def _kill(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
-def _wait_gone(pids: list[int], timeout: float = 10, *, strict: bool = False) -> bool:
-    deadline = time.monotonic() + timeout
-    while any(is_alive(p) for p in pids):
-        if time.monotonic() > deadline:
-            if strict:
-                raise SandboxError(f"Sandbox processes {[p for p in pids if is_alive(p)]} survive.")
-            return False
-        time.sleep(0.05)
-    return True
+            kill(pid)
+    wait_gone([*unshares, *(p for n in namespaces for p in pids_in_namespace(n))], strict=True)

@@ -20,6 +20,7 @@ import argparse
 import functools
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -31,10 +32,11 @@ from roles.ollama.defaults import DEFAULTS
 
 from .errors import SandboxError
 from .host import CONTROL_ADDRESS
-from .system import clean_env, cmdline, is_alive
+from .system import clean_env, pidfile_process, stop_pidfile
 
 RELEASE_FILE = "ollama_release.json"
 PID_FILE = "release.pid"
+SERVER_NEEDLE = "sandbox.release"  # in the server's argv: the pid file still names it
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):
@@ -44,12 +46,11 @@ class _QuietHandler(SimpleHTTPRequestHandler):
 
 def read_release(fleet_dir: Path) -> dict[str, str] | None:
     """Return the announced release while its server runs, else None."""
+    if pidfile_process(fleet_dir / PID_FILE, SERVER_NEEDLE) is None:
+        return None
     try:
-        pid = int((fleet_dir / PID_FILE).read_text())
         release = json.loads((fleet_dir / RELEASE_FILE).read_text())
     except (OSError, ValueError):
-        return None
-    if not (is_alive(pid) and any("sandbox.release" in arg for arg in cmdline(pid))):
         return None
     return {key: str(release[key]) for key in ("version", "url", "sha256")}
 
@@ -84,15 +85,8 @@ def ensure_running(fleet_dir: Path, timeout: float = 60) -> dict[str, str]:
 
 
 def stop(fleet_dir: Path) -> None:
-    """Stop the release server of ``fleet_dir``, if it runs."""
-    if read_release(fleet_dir) is None:
-        return
-    pid = int((fleet_dir / PID_FILE).read_text())
-    os.kill(pid, 15)
-    deadline = time.monotonic() + 10
-    while is_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    (fleet_dir / PID_FILE).unlink(missing_ok=True)
+    """Stop the release server of ``fleet_dir``, if it runs (SIGTERM, up to 10 s)."""
+    stop_pidfile(fleet_dir / PID_FILE, SERVER_NEEDLE, signal.SIGTERM, strict=False)
 
 
 def serve(fleet_dir: Path, version: str) -> None:

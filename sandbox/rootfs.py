@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import SandboxError
-from .system import clean_env, find_processes, lock, unmount_under
+from .system import Log, clean_env, find_processes, lock, unmount_under
 
 # Bump when anything below changes what ends up in the rootfs.
 RECIPE_VERSION = 2
@@ -110,7 +110,7 @@ def is_current(rootfs: Path, kind: str = "container") -> bool:
 
 
 def build_rootfs(
-    rootfs: Path | None = None, *, kind: str = "container", force: bool = False, log=print
+    rootfs: Path | None = None, *, kind: str = "container", force: bool = False, log: Log = print
 ) -> bool:
     """Build the rootfs unless it is current; return True when a build happened.
 
@@ -143,7 +143,7 @@ def build_rootfs(
         return True
 
 
-def sync_ca_certificates(rootfs: Path, *, log=print) -> None:
+def sync_ca_certificates(rootfs: Path, *, log: Log = print) -> None:
     """Make the rootfs trust every CA this machine trusts; a no-op when it already does."""
     missing = _pem_set(Path("/etc/ssl/certs/ca-certificates.crt")) - _pem_set(
         rootfs / "etc/ssl/certs/ca-certificates.crt"
@@ -184,7 +184,7 @@ def _debootstrap(target: Path, kind: str) -> None:
         raise SandboxError(f"debootstrap failed (exit {proc.returncode}):\n{tail}")
 
 
-def _configure(root: Path, kind: str, *, log) -> None:
+def _configure(root: Path, kind: str, *, log: Log) -> None:
     main, security = host_mirrors()
     # Same shape as the debian:bookworm image: deb822 sources, empty lists (the deploy runs update).
     (root / "etc/apt/sources.list").unlink(missing_ok=True)

@@ -1,18 +1,23 @@
-"""Host-side helpers: clean environment, /proc scans, mount cleanup, file locks."""
+"""Host-side helpers: clean environment, /proc scans, stopping processes, mount cleanup, locks."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import re
+import signal
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import SandboxError
 
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# What the sandbox reports progress with: a callable taking one line (`print` by default).
+Log = Callable[[str], object]
 
 
 def clean_env() -> dict[str, str]:
@@ -53,9 +58,9 @@ def find_processes(*needles: str) -> list[int]:
     found = []
     for pid in _pids():
         argv = cmdline(pid)
-        if pid != os.getpid() and argv and all(any(n in a for a in argv) for n in needles):
-            if is_alive(pid):
-                found.append(pid)
+        matches = argv and all(any(n in a for a in argv) for n in needles)
+        if pid != os.getpid() and matches and is_alive(pid):
+            found.append(pid)
     return found
 
 
@@ -83,6 +88,47 @@ def pid_namespace(pid: int) -> str | None:
 def pids_in_namespace(namespace: str) -> list[int]:
     """Return every host pid living in the given PID namespace."""
     return [pid for pid in _pids() if pid_namespace(pid) == namespace and is_alive(pid)]
+
+
+def kill(pid: int, sig: signal.Signals = signal.SIGKILL) -> None:
+    """Send `sig` to `pid` unless it is already gone."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+
+
+def wait_gone(pids: list[int], timeout: float = 10, *, strict: bool = False) -> bool:
+    """Wait until none of `pids` lives; False after `timeout` seconds (`strict`: raise)."""
+    deadline = time.monotonic() + timeout
+    while any(is_alive(p) for p in pids):
+        if time.monotonic() > deadline:
+            if strict:
+                raise SandboxError(f"Sandbox processes {[p for p in pids if is_alive(p)]} survive.")
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def pidfile_process(pid_path: Path, needle: str) -> int | None:
+    """Return the live pid a pid file names while its argv still contains `needle`, else None."""
+    try:
+        pid = int(pid_path.read_text())
+    except (OSError, ValueError):
+        return None
+    if is_alive(pid) and any(needle in arg for arg in cmdline(pid)):
+        return pid
+    return None
+
+
+def stop_pidfile(
+    pid_path: Path, needle: str, sig: signal.Signals = signal.SIGKILL, *, strict: bool = True
+) -> None:
+    """Stop the process a pid file names (see `pidfile_process`) with `sig`, wait up to 10 s for
+    it to go (`strict`: raise if it does not), then delete the pid file."""
+    pid = pidfile_process(pid_path, needle)
+    if pid is not None:
+        kill(pid, sig)
+        wait_gone([pid], strict=strict)
+    pid_path.unlink(missing_ok=True)
 
 
 def mounts_under(path: Path) -> list[str]:

@@ -12,6 +12,7 @@ instance is, e.g. a sandbox host; the default gives made-up endpoints.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import signal
@@ -55,10 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"VAST_URL={double.url}", flush=True)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         done.wait()
-    except KeyboardInterrupt:
-        pass
     double.stop()
     return 0
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
@@ -51,6 +52,38 @@ def _query_value(text: str) -> Any:
         return json.loads(text)
     except ValueError:
         return text
+
+
+def _add_ssh_key(market: Market, body: dict[str, Any]) -> dict[str, Any]:
+    market.ssh_keys.append(str(body["ssh_key"]).strip())
+    return {"success": True, "key": market.keys()[-1]}
+
+
+def _update_each(market: Market, body: dict[str, Any]) -> dict[str, Any]:
+    for instance_id in body.get("ids") or []:
+        market.update(int(instance_id), body)
+    return {"success": True}
+
+
+# (method, path) -> what answers it, given the double, the query and the JSON body
+ROUTES: dict[tuple[str, str], Callable[[VastDouble, dict[str, Any], dict[str, Any]], Any]] = {
+    ("GET", "/api/v1/instances/"): lambda double, query, _body: double.page(query),
+    ("POST", "/api/v0/bundles/"): lambda double, _query, body: {
+        "offers": double.market.search(body)
+    },
+    ("GET", "/api/v0/users/current"): lambda double, _query, _body: double.market.user(),
+    ("GET", "/api/v0/ssh/"): lambda double, _query, _body: double.market.keys(),
+    ("POST", "/api/v0/ssh/"): lambda double, _query, body: _add_ssh_key(double.market, body),
+    ("PUT", "/api/v0/instances/"): lambda double, _query, body: _update_each(double.market, body),
+}
+# method -> what answers it on /api/v0/instances/{id}/, given the market, the id and the body
+INSTANCE_ROUTES: dict[str, Callable[[Market, int, dict[str, Any]], Any]] = {
+    "GET": lambda market, instance_id, _body: {
+        "instances": market.public(market.find(instance_id))
+    },
+    "PUT": lambda market, instance_id, body: market.update(instance_id, body),
+    "DELETE": lambda market, instance_id, _body: market.destroy(instance_id),
+}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -88,34 +121,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _route(self, double: VastDouble, method: str, path: str, query: dict[str, Any],
                body: dict[str, Any]) -> Any:
-        market = double.market
-        if (method, path) == ("GET", "/api/v1/instances/"):
-            return double.page(query)
-        if (method, path) == ("POST", "/api/v0/bundles/"):
-            return {"offers": market.search(body)}
-        if (method, path) == ("GET", "/api/v0/users/current"):
-            return market.user()
-        if (method, path) == ("GET", "/api/v0/ssh/"):
-            return market.keys()
-        if (method, path) == ("POST", "/api/v0/ssh/"):
-            market.ssh_keys.append(str(body["ssh_key"]).strip())
-            return {"success": True, "key": market.keys()[-1]}
-        if (method, path) == ("PUT", "/api/v0/instances/"):
-            for instance_id in body.get("ids") or []:
-                market.update(int(instance_id), body)
-            return {"success": True}
+        route = ROUTES.get((method, path))
+        if route is not None:
+            return route(double, query, body)
         ask = ASK.fullmatch(path)
         if ask and method == "PUT":
-            return market.create(int(ask.group(1)), body)
+            return double.market.create(int(ask.group(1)), body)
         instance = INSTANCE.fullmatch(path)
-        if instance:
-            instance_id = int(instance.group(1))
-            if method == "GET":
-                return {"instances": market.public(market.find(instance_id))}
-            if method == "PUT":
-                return market.update(instance_id, body)
-            if method == "DELETE":
-                return market.destroy(instance_id)
+        per_instance = INSTANCE_ROUTES.get(method)
+        if instance and per_instance:
+            return per_instance(double.market, int(instance.group(1)), body)
         raise ApiError(404, "not_found", f"No route {method} {path} in the vast.ai double.")
 
     def _reply(self, status: int, body: Any) -> None:
@@ -146,7 +161,7 @@ class VastDouble:
 
     def __init__(self, market: Market | None = None, *, api_key: str = "vast-test-key",
                  page_size: int = 25, port: int = 0) -> None:
-        self.market = market or Market()
+        self.market: Market = market or Market()
         self.api_key = api_key
         self.page_size = page_size
         self.seen: list[tuple[str, str, dict[str, Any], str | None, Any]] = []

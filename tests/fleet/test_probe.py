@@ -69,7 +69,7 @@ def test_ssh_argv() -> None:
     }
     argv = ssh_argv(data)
     assert argv[0] == "ssh" and argv[-1] == "root@203.0.113.7"
-    assert ["-p", "40022"] == argv[argv.index("-p") : argv.index("-p") + 2]
+    assert argv[argv.index("-p") : argv.index("-p") + 2] == ["-p", "40022"]
     assert "UserKnownHostsFile=/k/known_hosts" in argv and "BatchMode=yes" in argv
 
 

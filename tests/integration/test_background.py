@@ -9,18 +9,12 @@ from typing import Any
 
 import httpx
 
+from devkit.background import MAIN, SMALL, TITLE
 from ollama_double.server import KvSlots, OllamaDouble, Reply
 from tests.conftest import API_KEY, LiveProxy
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "claude_code"
 HEADERS = {"x-api-key": API_KEY}
-MAIN, SMALL = "qwen2.5-coder:7b", "qwen2.5-coder:1.5b"
-TITLE = {
-    "model": "claude-haiku-4-5",
-    "max_tokens": 64,
-    "system": "Write a five-word title for the conversation.",
-    "messages": [{"role": "user", "content": "say hi"}],
-}
 
 
 def turns() -> tuple[dict[str, Any], dict[str, Any]]:

@@ -178,15 +178,15 @@ def test_generation_stops_when_the_last_client_leaves(
     with (
         httpx.Client(base_url=cached.url, headers=HEADERS, timeout=30) as one,
         httpx.Client(base_url=cached.url, headers=HEADERS, timeout=30) as two,
+        one.stream("POST", "/v1/messages", json=STREAM) as first,
     ):
-        with one.stream("POST", "/v1/messages", json=STREAM) as first:
-            assert first.status_code == 200
-            with two.stream("POST", "/v1/messages", json=STREAM) as second:
-                assert second.status_code == 200
-                wait_until(lambda: flights.followers == 1, "the follower to join")
-                first.close()
-                time.sleep(0.3)
-                assert not double.disconnected.is_set()  # one client still waits
+        assert first.status_code == 200
+        with two.stream("POST", "/v1/messages", json=STREAM) as second:
+            assert second.status_code == 200
+            wait_until(lambda: flights.followers == 1, "the follower to join")
+            first.close()
+            time.sleep(0.3)
+            assert not double.disconnected.is_set()  # one client still waits
     assert double.wait_for_disconnect(timeout=5)
     assert len(double.chat_requests) == 1
     wait_until(lambda: flights.in_flight() == 0, "the flight to end")

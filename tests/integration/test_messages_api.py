@@ -290,11 +290,13 @@ def test_mid_stream_error_becomes_an_sse_error_event(
     proxy: LiveProxy, double: OllamaDouble
 ) -> None:
     double.script(Reply.stream_error("model runner crashed", after=2))
-    with pytest.raises(anthropic.APIStatusError) as caught:
-        with sdk(proxy).messages.stream(
+    with (
+        pytest.raises(anthropic.APIStatusError) as caught,
+        sdk(proxy).messages.stream(
             model="claude-sonnet-5", max_tokens=10, messages=[{"role": "user", "content": "x"}]
-        ) as stream:
-            stream.get_final_message()
+        ) as stream,
+    ):
+        stream.get_final_message()
     assert "model runner crashed" in str(caught.value)
 
 
