@@ -1,7 +1,7 @@
 """One generation: the plan of the upstream call, then Ollama's answer as Anthropic events.
 
 `Backend.plan` and `Backend.count` do every check that can fail before a response starts
-(model present, body encodable; prompt fits), so those failures are HTTP errors rather than SSE
+(model present; body encodable, prompt fits), so those failures are HTTP errors rather than SSE
 error events; the `Plan` and `Counted` they return are immutable, and a `Generation` can only
 be made from a `Counted`. `Generation` is the answer as an async iterator
 of Anthropic event batches, one per upstream step, that a non-streaming response drains and a
@@ -54,23 +54,28 @@ class Answer(Protocol):
 
 @dataclass(frozen=True)
 class Plan:
-    """Everything one request sends upstream: the model, its digest (for the cache key), the
-    translated request and the /api/chat body."""
+    """What one request asks of the backend: the model, its digest (for the cache key) and the
+    translated request."""
 
-    requested_model: str
+    request: CountTokensRequest
     upstream_model: str
     digest: str
     profile: ModelProfile
     upstream: Upstream
-    body: bytes
-    stream: bool  # whether `body` asks Ollama to stream
+    stream: bool
+
+    @property
+    def requested_model(self) -> str:
+        return self.request.model
 
 
 @dataclass(frozen=True)
 class Counted:
-    """A plan whose prompt was counted and, given a limit, found to fit (`Backend.count`)."""
+    """A plan encoded as its /api/chat body, its prompt counted and, given a limit, found to
+    fit (`Backend.count`)."""
 
     plan: Plan
+    body: bytes
     measure: Measure
     limit: int | None  # the most prompt tokens allowed (None: not guarded, count_tokens)
 
@@ -122,7 +127,7 @@ class Backend:
         self.metrics = metrics
 
     async def plan(self, request: CountTokensRequest, *, stream: bool = False) -> Plan:
-        """Resolve the model (404 when Ollama lacks it), translate and encode `request`."""
+        """Resolve the model (404 when Ollama lacks it) and translate `request`."""
         settings = self.settings
         upstream_model, digest, profile = await self._model(request.model)
         upstream = to_ollama_request(
@@ -132,18 +137,19 @@ class Backend:
             keep_alive=settings.keep_alive,
             think=wants_thinking(request) and "thinking" in profile.capabilities,
         )
-        body = _encode(request, upstream, stream=stream)
-        return Plan(request.model, upstream_model, digest, profile, upstream, body, stream)
+        return Plan(request, upstream_model, digest, profile, upstream, stream)
 
     def count(self, plan: Plan, *, max_tokens: int | None = None) -> Counted:
-        """Count the plan's prompt; given `max_tokens`, refuse a prompt over `prompt_limit`
-        (400 "prompt is too long"). Done after the cache lookup: a hit needs no count."""
+        """Encode the plan's body and count its prompt; given `max_tokens`, refuse a prompt over
+        `prompt_limit` (400 "prompt is too long"). Done after the cache lookup: a hit needs
+        neither."""
+        body = _encode(plan)
         model = plan.upstream_model
         measure = self.counter.measure(model, plan.profile, plan.upstream.payload)
         limit = None if max_tokens is None else prompt_limit(self.settings, model, max_tokens)
         if limit is not None and measure.tokens > limit:
             raise PromptTooLongError(measure.tokens, limit)
-        return Counted(plan, measure, limit)
+        return Counted(plan, body, measure, limit)
 
     def generate(self, counted: Counted) -> Generation:
         return Generation(counted, self)
@@ -171,12 +177,12 @@ class Backend:
             raise
 
 
-def _encode(request: CountTokensRequest, upstream: Upstream, *, stream: bool) -> bytes:
+def _encode(plan: Plan) -> bytes:
     """The /api/chat body; JSON nested too deeply for it is the client's 400."""
     try:
-        return orjson.dumps({**upstream.payload, "stream": stream})
+        return orjson.dumps({**plan.upstream.payload, "stream": plan.stream})
     except orjson.JSONEncodeError as exc:
-        where, depth = deepest_field(request)
+        where, depth = deepest_field(plan.request)
         raise InvalidRequestError(
             f"{where}: nests {depth} levels deep; at most {MAX_DEPTH} fit in Ollama's request"
         ) from exc
@@ -226,9 +232,9 @@ class Generation:
     async def _upstream(self) -> AsyncIterator[list[Event]]:
         machine, ollama = self.machine, self.backend.ollama
         if not self.plan.stream:
-            yield machine.finish(await ollama.chat(self.plan.body))
+            yield machine.finish(await ollama.chat(self.counted.body))
             return
-        async with ollama.chat_stream(self.plan.body) as chunks:
+        async with ollama.chat_stream(self.counted.body) as chunks:
             yield []  # Ollama has started answering
             async for chunk in chunks:
                 yield machine.finish(chunk) if chunk.get("done") else machine.feed(chunk)

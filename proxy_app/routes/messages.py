@@ -65,8 +65,9 @@ async def count_tokens(request: Request, services: ServicesDep) -> JSONResponse:
     body = parse_body(
         await read_body(request, services.settings.max_body_bytes), CountTokensRequest
     )
-    planned = await services.backend.plan(body)  # refuses what could not be sent to Ollama
-    return JSONResponse({"input_tokens": services.backend.count(planned).tokens})
+    planned = await services.backend.plan(body)
+    counted = services.backend.count(planned)  # refuses what could not be sent to Ollama
+    return JSONResponse({"input_tokens": counted.tokens})
 
 
 async def read_body(request: Request, limit: int) -> bytes:
