@@ -97,7 +97,8 @@ class ThroughCache:
             message, generated = flight.result()
             if not generated:
                 self._shared = message
-                yield replay_events(self.message(), self.message()["id"])[1:]
+                own = self.message()
+                yield replay_events(own, own["id"])[1:]
         finally:
             flight.cancel()  # this reader left: the flight stops once nobody else waits
 

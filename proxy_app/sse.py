@@ -17,15 +17,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
 from proxy_app.errors import ProxyError, UpstreamError, envelope
+from proxy_app.generation import Answer
 from proxy_app.streaming import Event
-
-if TYPE_CHECKING:
-    from proxy_app.generation import Answer
 
 log = logging.getLogger("proxy_app")
 
