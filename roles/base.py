@@ -65,6 +65,12 @@ def go_arch() -> str:
     return ARCHES[machine]
 
 
+def host_data() -> dict[str, Any]:
+    """This host's data as a plain dict: inventory, group data, then the running role's defaults."""
+    data: dict[str, Any] = host.data.dict()  # type: ignore[no-untyped-call]  # untyped in pyinfra
+    return data
+
+
 def local_address(bind: str) -> str:
     """The address a service bound to ``bind`` answers on from the host itself."""
     return "127.0.0.1" if bind in WILDCARD_BINDS else bind

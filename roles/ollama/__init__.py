@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shlex
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from pyinfra.api.exceptions import DeployError
@@ -15,9 +14,10 @@ from pyinfra.facts.server import Groups
 from pyinfra.operations import files, server
 
 from roles import ops
-from roles.base import deploy, go_arch, install_packages, local_address
+from roles.base import deploy, go_arch, host_data, install_packages
 from roles.facts import GpuMemory
 from roles.ollama.defaults import DEFAULTS
+from roles.ollama.endpoint import OllamaServer
 from roles.ollama.profiles import fit_problem
 from roles.ollama.release import checked_release, install_release
 from roles.services import Manager
@@ -25,16 +25,6 @@ from roles.services import Manager
 __all__ = ["OllamaServer", "deploy_ollama"]
 
 ROLE_DIR = Path(__file__).parent
-
-
-@dataclass(frozen=True)
-class OllamaServer:
-    """What the Ollama role serves, for the roles that use it (deploy.py wires them)."""
-
-    url: str  # reachable from the host itself, e.g. http://127.0.0.1:11434
-    models: tuple[str, ...]  # ollama_models: the main model first, then the background one
-    context_length: int
-    keep_alive: str
 
 
 @deploy("Deploy Ollama", data_defaults=DEFAULTS)
@@ -92,12 +82,7 @@ def deploy_ollama(manager: Manager) -> OllamaServer:
         groups=gpu_groups,
         env=env,
     )
-    served = OllamaServer(
-        url=f"http://{local_address(str(data.ollama_bind))}:{data.ollama_port}",
-        models=tuple(str(model) for model in data.ollama_models),
-        context_length=int(data.ollama_context_length),
-        keep_alive=str(data.ollama_keep_alive),
-    )
+    served = OllamaServer.from_data(host_data())
     _pull_and_warm(binary, env["OLLAMA_HOST"], served.url, started)
     return served
 

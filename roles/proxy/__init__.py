@@ -10,9 +10,10 @@ from pyinfra.context import host
 from pyinfra.operations import files, pip, server
 
 from roles import ops, secrets, services
-from roles.base import deploy, install_packages, local_address
-from roles.ollama import OllamaServer
+from roles.base import deploy, host_data, install_packages, local_address
+from roles.ollama.endpoint import OllamaServer
 from roles.proxy.defaults import DEFAULTS
+from roles.proxy.settings import backend_settings
 from roles.proxy.wheel import build_wheel, file_sha256, wheel_installed
 from roles.redis import RedisClient
 from roles.services import Manager
@@ -113,7 +114,7 @@ def _configure(user: str, ollama: OllamaServer, redis: RedisClient) -> list[Oper
         "PROXY_HOST": data.proxy_bind,
         "PROXY_PORT": data.proxy_port,
         "PROXY_API_KEYS": secrets.token("proxy_api_key"),
-        **_backend(ollama),
+        **backend_settings(host_data(), ollama),
         "PROXY_REDIS_URL": redis.url,
         "PROXY_REDIS_CA_FILE": f"{ENV_DIR}/redis-ca.crt" if ca_file else "",
         **data.proxy_extra_env,
@@ -134,23 +135,3 @@ def _configure(user: str, ollama: OllamaServer, redis: RedisClient) -> list[Oper
         )
     )
     return changes
-
-
-def _backend(ollama: OllamaServer) -> dict[str, object]:
-    """The Ollama settings: each ``proxy_*`` value, or the Ollama role's where it is empty."""
-    data = host.data
-    default_model = data.proxy_default_model or (ollama.models[0] if ollama.models else "")
-    if not default_model:
-        raise DeployError(
-            "proxy_default_model is empty and ollama_models names no model; set one of them."
-        )
-    background = data.proxy_background_model
-    if background is None:
-        background = ollama.models[1] if len(ollama.models) > 1 else ""
-    return {
-        "PROXY_OLLAMA_URL": data.proxy_ollama_url or ollama.url,
-        "PROXY_DEFAULT_MODEL": default_model,
-        "PROXY_NUM_CTX": data.proxy_num_ctx or ollama.context_length,
-        "PROXY_KEEP_ALIVE": data.proxy_keep_alive or ollama.keep_alive,
-        "PROXY_BACKGROUND_MODEL": background,
-    }
