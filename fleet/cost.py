@@ -18,6 +18,17 @@ from typing import Any
 
 HOURS_PER_MONTH = 720.0
 CLASSES = ("opus", "sonnet", "haiku")
+# The default of the data key `fleet_anthropic_prices`: Anthropic's API list prices in $ per
+# million tokens, by the model class Claude Code asked for (tokens of other ids count as sonnet).
+# Read on 2026-11-30 from a stored copy of Anthropic's pricing page listing Claude Opus 4.6,
+# Sonnet 4.6 and Haiku 4.5; override the whole table in group_data/vast.py when prices change.
+ANTHROPIC_PRICES: dict[str, Any] = {
+    "date": "2026-11-30",
+    "source": "https://platform.claude.com/docs/en/about-claude/pricing",
+    "opus": {"input": 5.0, "output": 25.0},
+    "sonnet": {"input": 3.0, "output": 15.0},
+    "haiku": {"input": 1.0, "output": 5.0},
+}
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """The deploy's data as the fleet commands need it before any host exists.
 
-The roles' defaults, then `group_data/all.py`, then `group_data/vast.py` (if present) — the same
-order pyinfra applies for `inventories/vast.py`. The group data files are plain assignments; they
-are executed with runpy and their public, non-module names kept.
+The roles' defaults and the fleet's own (`fleet_anthropic_prices`), then `group_data/all.py`,
+then `group_data/vast.py` (if present) — the same order pyinfra applies for `inventories/vast.py`.
+The group data files are plain assignments; they are executed with runpy and their public,
+non-module names kept.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def group_data(repo: Path = REPO) -> dict[str, Any]:
-    """Role defaults overridden by group_data/all.py and group_data/vast.py."""
+    """Role and fleet defaults overridden by group_data/all.py and group_data/vast.py."""
+    from fleet.cost import ANTHROPIC_PRICES
     from fleet.tunnel import role_defaults
 
-    data = role_defaults()
+    data = {**role_defaults(), "fleet_anthropic_prices": ANTHROPIC_PRICES}
     for name in ("all.py", "vast.py"):
         path = repo / "group_data" / name
         if path.is_file():

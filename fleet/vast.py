@@ -19,11 +19,10 @@ from fleet.errors import ApiError, FleetError
 from inventories.vast_api import (
     ANY_LABEL,
     DEFAULT_LABEL,
-    DEFAULT_SERVER_URL,
-    DEFAULT_TIMEOUT,
     VastInventoryError,
     api_key_files,
     find_api_key,
+    sdk_client,
 )
 from inventories.vast_api import label_of as inventory_label
 
@@ -55,10 +54,7 @@ def connect(env: Mapping[str, str]) -> VastAI:
             " set VAST_API_KEY or run `vastai set api-key KEY` with a key from"
             " https://cloud.vast.ai/manage-keys/."
         )
-    # Passed explicitly: the SDK reads VAST_URL once, at import time.
-    sdk = VastAI(api_key=key, server_url=env.get("VAST_URL") or DEFAULT_SERVER_URL)
-    sdk.client.timeout = DEFAULT_TIMEOUT
-    return sdk
+    return sdk_client(key, env.get("VAST_URL") or None)
 
 
 def call(sdk: VastAI, doing: str, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:

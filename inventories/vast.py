@@ -8,10 +8,11 @@ VAST_SSH_KEY, VAST_KNOWN_HOSTS, VAST_DATA_FILE; see README "Rented hosts (vast.a
 """
 
 import os
+from typing import Any
 
-from inventories.vast_api import build_hosts, ensure_known_hosts, known_hosts_file
+from inventories.vast_api import HostEntry, build_hosts, ensure_known_hosts, known_hosts_file
 
 _known_hosts = known_hosts_file(os.environ)
 # Raises VastInventoryError with a sentence instead of handing pyinfra zero hosts (exit 0).
-vast = (build_hosts(os.environ, _known_hosts), {})
+vast: tuple[list[HostEntry], dict[str, Any]] = (build_hosts(os.environ, _known_hosts), {})
 ensure_known_hosts(_known_hosts)

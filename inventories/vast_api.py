@@ -102,11 +102,17 @@ def find_api_key(env: Mapping[str, str]) -> str | None:
     return None
 
 
-def fetch_instances(api_key: str, server_url: str | None = None) -> list[dict[str, Any]]:
-    """Return every instance row of the account; the SDK follows `next_token` across pages."""
+def sdk_client(api_key: str, server_url: str | None = None) -> VastAI:
+    """The official SDK's client for `api_key` at `server_url` (default https://console.vast.ai)."""
     # Passed explicitly: the SDK reads VAST_URL once, at import time.
     sdk = VastAI(api_key=api_key, server_url=server_url or DEFAULT_SERVER_URL)
     sdk.client.timeout = DEFAULT_TIMEOUT
+    return sdk
+
+
+def fetch_instances(api_key: str, server_url: str | None = None) -> list[dict[str, Any]]:
+    """Return every instance row of the account; the SDK follows `next_token` across pages."""
+    sdk = sdk_client(api_key, server_url)
     where = server_url or DEFAULT_SERVER_URL
     try:
         rows: list[dict[str, Any]] = sdk.show_instances()

@@ -11,14 +11,13 @@ from __future__ import annotations
 import json
 import re
 
-from pyinfra.api import FactBase
+from pyinfra.api.facts import FactBase
+
+# The spelling /api/tags uses (`qwen2.5-coder` -> `qwen2.5-coder:latest`): proxy_app's own rule,
+# a pure function (proxy_app never imports pyinfra), so the deploy and the proxy agree on it.
+from proxy_app.ollama import canonical_name
 
 SUPERVISOR_CONF = "/etc/supervisor/supervisord.conf"
-
-
-def model_ref(name: str) -> str:
-    """Spell a model the way /api/tags does: `qwen2.5-coder` -> `qwen2.5-coder:latest`."""
-    return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
 
 
 class OllamaModels(FactBase[list[str]]):
@@ -42,7 +41,7 @@ class OllamaModels(FactBase[list[str]]):
             tags = json.loads("\n".join(output))
         except ValueError:
             return []
-        return sorted(model_ref(m["name"]) for m in tags.get("models") or [])
+        return sorted(canonical_name(m["name"]) for m in tags.get("models") or [])
 
 
 class HttpAnswers(FactBase[bool]):
@@ -86,7 +85,7 @@ class OllamaVersion(FactBase[str]):
         return found[-1] if found else ""
 
 
-class SupervisorPrograms(FactBase):
+class SupervisorPrograms(FactBase[dict[str, str] | None]):
     """
     Program name -> state from ``supervisorctl status``; ``None`` while supervisord is down.
 
@@ -109,7 +108,7 @@ class SupervisorPrograms(FactBase):
         # supervisorctl exits 4 when it cannot reach supervisord, 3 when a program is not running.
         if not output or output[-1].strip() in ("rc=4", "rc=2", "rc=127"):
             return None
-        states = {}
+        states: dict[str, str] = {}
         for line in output[:-1]:
             parts = line.split()
             if len(parts) >= 2 and parts[1].isupper():

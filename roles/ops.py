@@ -8,25 +8,26 @@ is nothing to do.
 from __future__ import annotations
 
 import shlex
+from collections.abc import Generator
 
-from pyinfra import host
-from pyinfra.api import operation
+from pyinfra.api.operation import operation
+from pyinfra.context import host
 from pyinfra.facts.files import Sha256File
 
+from proxy_app.ollama import canonical_name
 from roles.facts import (
     SUPERVISOR_CONF,
     HttpAnswers,
     InitScriptRunning,
     OllamaModels,
     SupervisorPrograms,
-    model_ref,
 )
 
 UP_STATES = ("RUNNING", "STARTING", "BACKOFF")
 
 
 @operation()
-def verified_download(src: str, dest: str, sha256: str, what: str):
+def verified_download(src: str, dest: str, sha256: str, what: str) -> Generator[str, None, None]:
     """
     Download ``src`` to ``dest`` unless ``dest`` already has the SHA-256 ``sha256``.
 
@@ -58,7 +59,7 @@ def verified_download(src: str, dest: str, sha256: str, what: str):
 
 
 @operation()
-def wait_for_url(url: str, timeout: int, what: str):
+def wait_for_url(url: str, timeout: int, what: str) -> Generator[str, None, None]:
     """
     Wait up to ``timeout`` seconds until ``url`` answers with a 2xx status.
 
@@ -78,7 +79,7 @@ def wait_for_url(url: str, timeout: int, what: str):
 
 
 @operation()
-def supervisord_running(hook: str):
+def supervisord_running(hook: str) -> Generator[str, None, None]:
     """
     Start supervisord when it is not running, through the on-start hook a restart runs.
 
@@ -91,7 +92,7 @@ def supervisord_running(hook: str):
 
 
 @operation()
-def unit_stays_active(unit: str, seconds: int = 4):
+def unit_stays_active(unit: str, seconds: int = 4) -> Generator[str, None, None]:
     """
     Fail the host, with the unit's journal, unless ``unit`` is active and does not restart.
 
@@ -114,7 +115,7 @@ def unit_stays_active(unit: str, seconds: int = 4):
 
 
 @operation()
-def supervisor_program_running(program: str):
+def supervisor_program_running(program: str) -> Generator[str, None, None]:
     """Start a supervisor program that exists but is stopped, exited or fatal."""
     state = (host.get_fact(SupervisorPrograms) or {}).get(program)
     if state in UP_STATES:
@@ -124,7 +125,7 @@ def supervisor_program_running(program: str):
 
 
 @operation()
-def init_script_stopped(script: str, program: str):
+def init_script_stopped(script: str, program: str) -> Generator[str, None, None]:
     """
     Stop a daemon its package's init script started on ``apt install`` (no systemd here).
 
@@ -142,7 +143,7 @@ def init_script_stopped(script: str, program: str):
 
 
 @operation()
-def model_pulled(model: str, url: str, binary: str, ollama_host: str):
+def model_pulled(model: str, url: str, binary: str, ollama_host: str) -> Generator[str, None, None]:
     """
     Pull ``model`` through the running server unless ``/api/tags`` lists it already.
 
@@ -151,7 +152,7 @@ def model_pulled(model: str, url: str, binary: str, ollama_host: str):
     + binary: the ``ollama`` CLI (its progress lines show with ``pyinfra -v``)
     + ollama_host: ``OLLAMA_HOST`` for the CLI
     """
-    if model_ref(model) in host.get_fact(OllamaModels, url=url):
+    if canonical_name(model) in host.get_fact(OllamaModels, url=url):
         host.noop(f"model {model} is already present")
         return
     yield f"OLLAMA_HOST={shlex.quote(ollama_host)} {binary} pull {shlex.quote(model)}"

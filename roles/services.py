@@ -5,7 +5,8 @@ are enabled, so a reboot starts them. Otherwise (vast.ai containers, the sandbox
 under supervisord, installed and started here when missing. A container restart (vast.ai's
 stop/start) kills every process and runs only the image's entrypoint and ``/root/onstart.sh``, the
 instance's on-start script; so supervisord is started by a hook (``ONSTART_HOOK``) that
-``/root/onstart.sh`` calls, the deploy included. Roles describe a program by its templates:
+``/root/onstart.sh`` calls, the deploy included. ``ensure_manager`` returns the host's
+``Manager``, which deploy.py hands to each role. Roles describe a program by its templates:
 
 - ``templates/systemd/<unit>.service.j2`` -> ``/etc/systemd/system/<unit>.service``
 - any other ``templates/systemd/<file>.j2`` -> ``/etc/systemd/system/<unit>.service.d/<file>``
@@ -14,11 +15,13 @@ instance's on-start script; so supervisord is started by a hook (``ONSTART_HOOK`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from pyinfra import host
 from pyinfra.api.operation import OperationMeta
+from pyinfra.context import host
 from pyinfra.facts.files import Directory
 from pyinfra.facts.server import Which
 from pyinfra.operations import files, server, systemd
@@ -39,8 +42,8 @@ ONSTART_COMMAND = f"test ! -f {ONSTART_HOOK} || sh {ONSTART_HOOK}"
 # vast's base images start supervisord from this boot script themselves.
 VAST_SUPERVISOR_LAUNCH = "/etc/vast_boot.d/65-supervisor-launch.sh"
 TEMPLATES = Path(__file__).with_name("templates")
-# Per host: the "start supervisord" operation; starting it (re)starts every program too.
-_SUPERVISORD_STARTS: dict[str, OperationMeta] = {}
+# supervisord programs log to stdout (vast.ai's log view) unless the data says otherwise.
+SUPERVISOR_LOG_TO_STDOUT = True
 
 
 def jinja_options() -> dict[str, bool]:
@@ -53,11 +56,52 @@ def uses_systemd() -> bool:
     return bool(host.get_fact(Directory, path="/run/systemd/system"))
 
 
-def ensure_manager() -> None:
+@dataclass(frozen=True)
+class Manager:
+    """What runs this host's programs: systemd, or supervisord and the operation starting it."""
+
+    systemd: bool
+    # Starting supervisord (re)starts every program too; None under systemd.
+    supervisord_start: OperationMeta | None = None
+
+    def ensure_program(
+        self,
+        name: str,
+        role_dir: Path,
+        restart_on: Sequence[OperationMeta] = (),
+        systemd_unit: str | None = None,
+        **data: object,
+    ) -> Callable[[], bool]:
+        """
+        Install, enable and run one long-lived program; restart it when its files changed.
+
+        + name: supervisor program name (and unit name unless ``systemd_unit`` is given)
+        + role_dir: the role's directory, holding ``templates/systemd`` and
+          ``templates/supervisor``
+        + restart_on: earlier operations (config files, binaries) whose change means a restart
+        + systemd_unit: a unit shipped by a package (e.g. ``redis-server``), used as is; without
+          systemd, a copy its SysV script started on ``apt install`` is stopped first
+        + data: template variables
+
+        Returns a callable telling, at execute time, whether the program was (re)started.
+
+        .. code:: python
+
+            started = manager.ensure_program("ollama", ROLE_DIR, restart_on=[unpack], env=env)
+            server.shell(..., _if=started)
+        """
+        if self.systemd:
+            return _systemd_program(systemd_unit or name, role_dir, restart_on, data)
+        program = _supervisor_program(name, role_dir, restart_on, systemd_unit, data)
+        boot = [self.supervisord_start] if self.supervisord_start else []
+        return _changed([*boot, *program])
+
+
+def ensure_manager() -> Manager:
     """On hosts without systemd, install supervisor if missing and start supervisord."""
     if uses_systemd():
         host.noop("systemd manages the programs")
-        return
+        return Manager(systemd=True)
     # Supervisor missing? vast base images ship their own; install Debian's otherwise.
     if not host.get_fact(Which, command="supervisorctl"):
         install_packages(["supervisor"], "supervisor")
@@ -77,38 +121,10 @@ def ensure_manager() -> None:
         path=VAST_ONSTART,
         line=ONSTART_COMMAND,
     )
-    _SUPERVISORD_STARTS[host.name] = ops.supervisord_running(
+    start = ops.supervisord_running(
         name="Start supervisord if it is not running", hook=ONSTART_HOOK
     )
-
-
-def ensure_program(
-    name: str,
-    role_dir: Path,
-    restart_on: Sequence[OperationMeta] = (),
-    systemd_unit: str | None = None,
-    **data: object,
-) -> Callable[[], bool]:
-    """
-    Install, enable and run one long-lived program; restart it when its files changed.
-
-    + name: supervisor program name (and unit name unless ``systemd_unit`` is given)
-    + role_dir: the role's directory, holding ``templates/systemd`` and ``templates/supervisor``
-    + restart_on: earlier operations (config files, binaries) whose change means a restart
-    + systemd_unit: a unit shipped by a package (e.g. ``redis-server``), used as is; without
-      systemd, a copy its SysV script started on ``apt install`` is stopped first
-    + data: template variables
-
-    Returns a callable telling, at execute time, whether the program was (re)started.
-
-    .. code:: python
-
-        started = ensure_program("ollama", ROLE_DIR, restart_on=[unpack], env=env)
-        server.shell(..., _if=started)
-    """
-    if uses_systemd():
-        return _systemd_program(systemd_unit or name, role_dir, restart_on, data)
-    return _supervisor_program(name, role_dir, restart_on, systemd_unit, data)
+    return Manager(systemd=False, supervisord_start=start)
 
 
 def _changed(ops_: Sequence[OperationMeta]) -> Callable[[], bool]:
@@ -116,7 +132,7 @@ def _changed(ops_: Sequence[OperationMeta]) -> Callable[[], bool]:
 
 
 def _systemd_program(
-    unit: str, role_dir: Path, restart_on: Sequence[OperationMeta], data: dict
+    unit: str, role_dir: Path, restart_on: Sequence[OperationMeta], data: Mapping[str, Any]
 ) -> Callable[[], bool]:
     unit_files = []
     for template in sorted((role_dir / "templates" / "systemd").glob("*.j2")):
@@ -161,9 +177,10 @@ def _supervisor_program(
     role_dir: Path,
     restart_on: Sequence[OperationMeta],
     packaged: str | None,
-    data: dict,
-) -> Callable[[], bool]:
-    to_stdout = host.data.get("supervisor_log_to_stdout", True)
+    data: Mapping[str, Any],
+) -> list[OperationMeta]:
+    """Render, load and run the program; return the operations that (re)start it."""
+    to_stdout = host.data.get("supervisor_log_to_stdout", SUPERVISOR_LOG_TO_STDOUT)
     if packaged:
         # The package's postinst may have started its own copy through SysV init.
         ops.init_script_stopped(
@@ -199,5 +216,4 @@ def _supervisor_program(
     running = ops.supervisor_program_running(
         name=f"Start {name} if it is not running", program=name
     )
-    boot = [_SUPERVISORD_STARTS[host.name]] if host.name in _SUPERVISORD_STARTS else []
-    return _changed([*boot, update, restart, running])
+    return [update, restart, running]

@@ -7,41 +7,43 @@ import shlex
 from collections.abc import Callable
 from pathlib import Path
 
-from pyinfra import host
-from pyinfra.api import DeployError, deploy
+from pyinfra.api.exceptions import DeployError
+from pyinfra.context import host
 from pyinfra.facts.files import Directory
 from pyinfra.facts.server import Groups
 from pyinfra.operations import files, server
 
-from roles import ops, services
-from roles.base import install_packages
+from roles import ops
+from roles.base import deploy, go_arch, host_data, install_packages
 from roles.facts import GpuMemory
 from roles.ollama.defaults import DEFAULTS
+from roles.ollama.endpoint import OllamaServer
 from roles.ollama.profiles import fit_problem
 from roles.ollama.release import checked_release, install_release
+from roles.services import Manager
 
-__all__ = ["deploy_ollama"]
+__all__ = ["OllamaServer", "deploy_ollama"]
 
 ROLE_DIR = Path(__file__).parent
 
 
 @deploy("Deploy Ollama", data_defaults=DEFAULTS)
-def deploy_ollama(arch: str = "amd64") -> None:
+def deploy_ollama(manager: Manager) -> OllamaServer:
     """
     Install the pinned Ollama release, run ``ollama serve``, pull and warm the models.
 
-    + arch: the host's Go-style architecture (``amd64``/``arm64``) from ``base.check_platform``
+    + manager: the host's service manager, from ``services.ensure_manager``
 
     .. code:: python
 
-        deploy_ollama(check_platform())
+        ollama = deploy_ollama(manager)  # ollama.url, ollama.models, ...
     """
     data = host.data
     _check_gpu_fit()
-    url, sha256 = checked_release(arch)
+    url, sha256 = checked_release(go_arch())
     binary = f"{data.ollama_prefix}/bin/ollama"
     install_packages(["zstd"], "Ollama")
-    gpu_groups = [g for g in ("video", "render") if g in host.get_fact(Groups)]
+    gpu_groups: list[str] = [g for g in ("video", "render") if g in host.get_fact(Groups)]
     server.user(
         name="Create the ollama user",
         user=data.ollama_user,
@@ -70,7 +72,7 @@ def deploy_ollama(arch: str = "amd64") -> None:
         "OLLAMA_NUM_PARALLEL": str(data.ollama_num_parallel),
         **{str(k): str(v) for k, v in data.ollama_extra_env.items()},
     }
-    started = services.ensure_program(
+    started = manager.ensure_program(
         "ollama",
         ROLE_DIR,
         restart_on=[unpack],
@@ -80,14 +82,16 @@ def deploy_ollama(arch: str = "amd64") -> None:
         groups=gpu_groups,
         env=env,
     )
-    _pull_and_warm(binary, env["OLLAMA_HOST"], started)
+    served = OllamaServer.from_data(host_data())
+    _pull_and_warm(binary, env["OLLAMA_HOST"], served.url, started)
+    return served
 
 
-def _pull_and_warm(binary: str, ollama_host: str, started: Callable[[], bool]) -> None:
+def _pull_and_warm(
+    binary: str, ollama_host: str, local_url: str, started: Callable[[], bool]
+) -> None:
     """Wait for the API, pull missing models, warm the first after a pull or (re)start."""
     data = host.data
-    bind = "127.0.0.1" if data.ollama_bind in ("", "0.0.0.0", "::") else data.ollama_bind
-    local_url = f"http://{bind}:{data.ollama_port}"
     ops.wait_for_url(
         name="Wait for the Ollama API",
         url=f"{local_url}/api/version",

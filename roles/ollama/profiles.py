@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 # One table of figures for the deploy's check and `make up`'s offer filter (fleet/vram.py).
 from fleet.vram import KNOWN, OVERHEAD_GB
+from proxy_app.ollama import canonical_name
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ PROFILES = (
 
 def need_gb(model: str, context: int, parallel: int) -> float | None:
     """GPU memory one loaded model needs, or None for a model without figures here."""
-    spec = KNOWN.get(model if ":" in model else f"{model}:latest")
+    spec = KNOWN.get(canonical_name(model))
     if spec is None:
         return None
     weights_gb, kv_bytes_per_token = spec

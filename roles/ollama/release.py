@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-from pyinfra import host
-from pyinfra.api import DeployError
+from pyinfra.api.exceptions import DeployError
 from pyinfra.api.operation import OperationMeta
+from pyinfra.context import host
 from pyinfra.operations import server
 
 from roles import ops

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pyinfra import host
-from pyinfra.api import DeployError, deploy
+from pyinfra.api.exceptions import DeployError
 from pyinfra.api.operation import OperationMeta
+from pyinfra.context import host
 from pyinfra.operations import files, pip, server
 
 from roles import ops, secrets, services
-from roles.base import install_packages
+from roles.base import deploy, host_data, install_packages, local_address
+from roles.ollama.endpoint import OllamaServer
 from roles.proxy.defaults import DEFAULTS
+from roles.proxy.settings import backend_settings
 from roles.proxy.wheel import build_wheel, file_sha256, wheel_installed
-from roles.redis import client_settings
+from roles.redis import RedisClient
+from roles.services import Manager
 
 __all__ = ["deploy_proxy"]
 
@@ -23,16 +26,19 @@ ENV_FILE = f"{ENV_DIR}/proxy.env"
 
 
 @deploy("Deploy proxy", data_defaults=DEFAULTS)
-def deploy_proxy() -> None:
+def deploy_proxy(manager: Manager, ollama: OllamaServer, redis: RedisClient) -> None:
     """
     Install proxy_app into a venv and run ``python -m proxy_app`` as the ``proxy`` user.
 
-    The API key comes from ``secrets/proxy_api_key``; Redis from the redis role (or
-    ``redis_external_url``).
+    + manager: the host's service manager, from ``services.ensure_manager``
+    + ollama: what the Ollama role serves; ``proxy_*`` values left empty follow it
+    + redis: the cache to use, from the Redis role (or its ``redis_external_url``)
+
+    The API key comes from ``secrets/proxy_api_key``.
 
     .. code:: python
 
-        deploy_proxy()
+        deploy_proxy(manager, deploy_ollama(manager), deploy_redis(manager))
     """
     data = host.data
     user, home, venv = data.proxy_user, data.proxy_home, f"{data.proxy_dir}/venv"
@@ -46,8 +52,8 @@ def deploy_proxy() -> None:
         ensure_home=True,
     )
     files.directory(name=f"Create {ENV_DIR}", path=ENV_DIR, user="root", group=user, mode="750")
-    restart_on = [*_install_app(venv), *_configure(user)]
-    services.ensure_program(
+    restart_on = [*_install_app(venv), *_configure(user, ollama, redis)]
+    manager.ensure_program(
         "proxy",
         ROLE_DIR,
         restart_on=restart_on,
@@ -57,10 +63,9 @@ def deploy_proxy() -> None:
         home=home,
         unit_extra=str(data.proxy_unit_extra).strip(),
     )
-    address = "127.0.0.1" if data.proxy_bind in ("0.0.0.0", "::", "") else data.proxy_bind
     ops.wait_for_url(
         name="Wait for proxy_app's /health",
-        url=f"http://{address}:{data.proxy_port}/health",
+        url=f"http://{local_address(str(data.proxy_bind))}:{data.proxy_port}/health",
         timeout=data.proxy_wait_timeout,
         what="proxy_app",
     )
@@ -87,10 +92,10 @@ def _install_app(venv: str) -> list[OperationMeta]:
     return [upload, install]
 
 
-def _configure(user: str) -> list[OperationMeta]:
+def _configure(user: str, ollama: OllamaServer, redis: RedisClient) -> list[OperationMeta]:
     """Upload the Redis CA and render the env file (API key, Ollama, Redis settings)."""
     data = host.data
-    redis_url, ca_file = client_settings()
+    ca_file = redis.ca_file
     changes = []
     if ca_file:
         if not Path(ca_file).is_file():
@@ -109,12 +114,8 @@ def _configure(user: str) -> list[OperationMeta]:
         "PROXY_HOST": data.proxy_bind,
         "PROXY_PORT": data.proxy_port,
         "PROXY_API_KEYS": secrets.token("proxy_api_key"),
-        "PROXY_OLLAMA_URL": data.proxy_ollama_url,
-        "PROXY_DEFAULT_MODEL": data.proxy_default_model,
-        "PROXY_NUM_CTX": data.proxy_num_ctx,
-        "PROXY_KEEP_ALIVE": data.proxy_keep_alive,
-        "PROXY_BACKGROUND_MODEL": data.proxy_background_model,
-        "PROXY_REDIS_URL": redis_url,
+        **backend_settings(host_data(), ollama),
+        "PROXY_REDIS_URL": redis.url,
         "PROXY_REDIS_CA_FILE": f"{ENV_DIR}/redis-ca.crt" if ca_file else "",
         **data.proxy_extra_env,
     }

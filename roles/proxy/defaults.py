@@ -11,12 +11,14 @@ DEFAULTS = {
     "proxy_bind": "127.0.0.1",
     "proxy_port": 8000,
     # Backend: Ollama's URL, the model Claude ids map to, its context window and keep-alive.
-    "proxy_ollama_url": "http://127.0.0.1:11434",
-    "proxy_default_model": "qwen2.5-coder:7b",
-    "proxy_num_ctx": 32768,
-    "proxy_keep_alive": "30m",
-    # Model for Claude Code's Haiku-class background calls, used when Ollama has it ("" = off).
-    "proxy_background_model": "qwen2.5-coder:1.5b",
+    # Empty (0) = the Ollama role's: its URL, first model, context length and keep-alive.
+    "proxy_ollama_url": "",
+    "proxy_default_model": "",
+    "proxy_num_ctx": 0,
+    "proxy_keep_alive": "",
+    # Model for Claude Code's Haiku-class background calls, used when Ollama has it ("" = off);
+    # None = the Ollama role's second model (off when it has one model).
+    "proxy_background_model": None,
     # More PROXY_* settings for the env file, e.g. {"PROXY_CACHE_TTL": "3600"}.
     "proxy_extra_env": {},
     # Lines added to the systemd unit's [Service] section (escape hatch; systemd hosts only).

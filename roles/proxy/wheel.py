@@ -14,10 +14,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Generator
 from pathlib import Path
 
-from pyinfra import host
-from pyinfra.api import DeployError, operation
+from pyinfra.api.exceptions import DeployError
+from pyinfra.api.operation import operation
+from pyinfra.context import host
 from pyinfra.facts.files import FileContents
 
 REPO = Path(__file__).resolve().parents[2]
@@ -76,7 +78,7 @@ def file_sha256(path: Path) -> str:
 
 
 @operation()
-def wheel_installed(venv: str, wheel: str, sha256: str):
+def wheel_installed(venv: str, wheel: str, sha256: str) -> Generator[str, None, None]:
     """
     Install ``wheel`` (and its dependencies from the index) unless this exact wheel is in.
 

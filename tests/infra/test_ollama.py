@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from testinfra.host import Host
 
-from roles.facts import model_ref
+from proxy_app.ollama import canonical_name
 
 pytestmark = pytest.mark.infra
 
@@ -36,14 +36,14 @@ def test_listens_on_loopback_only(
 def test_ollama_list_has_every_model(host: Host, host_data: dict[str, Any]) -> None:
     out = host.check_output(_cli(host_data, "list"))
     names = {line.split()[0] for line in out.splitlines()[1:] if line.strip()}
-    assert {model_ref(m) for m in host_data["ollama_models"]} <= names
+    assert {canonical_name(m) for m in host_data["ollama_models"]} <= names
 
 
 def test_api_tags_has_every_model(host: Host, host_data: dict[str, Any]) -> None:
     url = f"http://127.0.0.1:{host_data['ollama_port']}/api/tags"
     tags = json.loads(host.check_output(f"curl -fsS --max-time 10 {url}"))
     names = {m["name"] for m in tags["models"]}
-    assert {model_ref(m) for m in host_data["ollama_models"]} <= names
+    assert {canonical_name(m) for m in host_data["ollama_models"]} <= names
 
 
 def test_installed_version_is_pinned(host: Host, host_data: dict[str, Any]) -> None:

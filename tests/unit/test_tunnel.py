@@ -46,7 +46,7 @@ def test_ssh_command_defaults_without_endpoint_data() -> None:
 
 def test_claude_env_sets_only_what_changes_claude_codes_behaviour() -> None:
     env = tunnel.claude_env(DATA, 8001, "sk-secret")
-    window = int(DATA["proxy_num_ctx"])
+    window = int(DATA["ollama_context_length"])  # proxy_num_ctx is empty: it follows Ollama's
     assert env == {
         "ANTHROPIC_BASE_URL": "http://127.0.0.1:8001",
         "ANTHROPIC_AUTH_TOKEN": "sk-secret",
