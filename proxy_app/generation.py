@@ -29,7 +29,7 @@ from proxy_app.errors import (
 )
 from proxy_app.metrics import Metrics
 from proxy_app.nesting import MAX_DEPTH
-from proxy_app.ollama import ModelCatalog, ModelProfile, OllamaClient
+from proxy_app.ollama import CHAT, COMPLETION, ModelCatalog, ModelProfile, OllamaClient
 from proxy_app.streaming import AnthropicEventStream, Event
 from proxy_app.tokens import Measure, TokenCounter
 from proxy_app.translate import Upstream, deepest_field, to_ollama_request, wants_thinking
@@ -71,11 +71,13 @@ class Plan:
 
 @dataclass(frozen=True)
 class Counted:
-    """A plan encoded as its /api/chat body, its prompt counted and, given a limit, found to
-    fit (`Backend.count`)."""
+    """A plan encoded as its upstream body, its prompt counted and, given a limit, found to
+    fit (`Backend.count`). `path` is /api/generate when proxy_app rendered the prompt (the
+    body is that prompt, raw), else /api/chat (Ollama renders it)."""
 
     plan: Plan
     body: bytes
+    path: str
     measure: Measure
     limit: int | None  # the most prompt tokens allowed (None: not guarded, count_tokens)
 
@@ -143,13 +145,16 @@ class Backend:
         """Encode the plan's body and count its prompt; given `max_tokens`, refuse a prompt over
         `prompt_limit` (400 "prompt is too long"). Done after the cache lookup: a hit needs
         neither."""
-        body = _encode(plan)
+        chat_body = _encode(plan, plan.upstream.payload)  # refuses JSON nested too deeply
         model = plan.upstream_model
         measure = self.counter.measure(model, plan.profile, plan.upstream.payload)
         limit = None if max_tokens is None else prompt_limit(self.settings, model, max_tokens)
         if limit is not None and measure.tokens > limit:
             raise PromptTooLongError(measure.tokens, limit)
-        return Counted(plan, body, measure, limit)
+        if measure.prompt is None:
+            return Counted(plan, chat_body, CHAT, measure, limit)
+        body = completion_body(plan.upstream.payload, measure.prompt)
+        return Counted(plan, _encode(plan, body), COMPLETION, measure, limit)
 
     def generate(self, counted: Counted) -> Generation:
         return Generation(counted, self)
@@ -177,10 +182,26 @@ class Backend:
             raise
 
 
-def _encode(plan: Plan) -> bytes:
-    """The /api/chat body; JSON nested too deeply for it is the client's 400."""
+def completion_body(payload: dict[str, Any], prompt: str) -> dict[str, Any]:
+    """The raw /api/generate body for an /api/chat body whose prompt proxy_app rendered: the
+    same model, options and limits; no template, no SYSTEM, no `context` (raw mode)."""
+    body = {key: payload[key] for key in RAW_KEYS if key in payload}
+    images = [
+        image for message in payload.get("messages") or [] for image in message.get("images") or []
+    ]
+    if images:
+        body["images"] = images
+    return {**body, "prompt": prompt, "raw": True}
+
+
+# What an /api/chat body and a raw /api/generate body share (Ollama's GenerateRequest fields).
+RAW_KEYS = ("model", "truncate", "shift", "keep_alive", "options")
+
+
+def _encode(plan: Plan, body: dict[str, Any]) -> bytes:
+    """The upstream body; JSON nested too deeply for it is the client's 400."""
     try:
-        return orjson.dumps({**plan.upstream.payload, "stream": plan.stream})
+        return orjson.dumps({**body, "stream": plan.stream})
     except orjson.JSONEncodeError as exc:
         where, depth = deepest_field(plan.request)
         raise InvalidRequestError(
@@ -232,9 +253,9 @@ class Generation:
     async def _upstream(self) -> AsyncIterator[list[Event]]:
         machine, ollama = self.machine, self.backend.ollama
         if not self.plan.stream:
-            yield machine.finish(await ollama.chat(self.counted.body))
+            yield machine.finish(await ollama.chat(self.counted.body, self.counted.path))
             return
-        async with ollama.chat_stream(self.counted.body) as chunks:
+        async with ollama.chat_stream(self.counted.body, self.counted.path) as chunks:
             yield []  # Ollama has started answering
             async for chunk in chunks:
                 yield machine.finish(chunk) if chunk.get("done") else machine.feed(chunk)

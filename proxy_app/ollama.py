@@ -25,6 +25,9 @@ from proxy_app.errors import (
 from proxy_app.redact import redact_url
 
 JSON_HEADERS = {"content-type": "application/json"}
+# Generation endpoints: a conversation Ollama renders with its template, or a prompt
+# proxy_app rendered itself, sent raw (generation.py says which).
+CHAT, COMPLETION = "/api/chat", "/api/generate"
 
 # Ollama's wording for a prompt over num_ctx when `truncate` is false.
 OVERFLOW_MARKERS = ("exceeds the context length", "context length exceeded", "prompt is too long")
@@ -53,26 +56,30 @@ class OllamaClient:
         await self._http.aclose()
 
     @asynccontextmanager
-    async def chat_stream(self, body: bytes) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
-        """Open a streaming /api/chat (`body` has `"stream": true`); inside, iterate its NDJSON
-        chunks (a mid-stream `error` line raises).
+    async def chat_stream(
+        self, body: bytes, path: str = CHAT
+    ) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+        """Open a streaming /api/chat, or a raw /api/generate (`path`; `body` has `"stream":
+        true`); inside, iterate its NDJSON chunks as /api/chat chunks (a mid-stream `error` line
+        raises).
 
         Entering returns once Ollama has answered 200 (with real Ollama: its first token) and
         raises its error otherwise; leaving closes the connection, so Ollama stops generating.
         """
-        with self._translate_failures("/api/chat"):
+        with self._translate_failures(path):
             async with self._http.stream(
-                "POST", "/api/chat", content=body, headers=JSON_HEADERS
+                "POST", path, content=body, headers=JSON_HEADERS
             ) as response:
                 if response.status_code != 200:
                     await response.aread()
                     raise upstream_error(response.status_code, _error_text(response.content))
-                yield _chunks(response)
+                yield _chunks(response, path)
 
-    async def chat(self, body: bytes) -> dict[str, Any]:
-        """A non-streaming /api/chat (`body` has `"stream": false`): one final chunk."""
-        answer: dict[str, Any] = await self._request("POST", "/api/chat", body, None)
-        return answer
+    async def chat(self, body: bytes, path: str = CHAT) -> dict[str, Any]:
+        """A non-streaming /api/chat or /api/generate (`body` has `"stream": false`): one final
+        chunk, in /api/chat's shape."""
+        answer: dict[str, Any] = await self._request("POST", path, body, None)
+        return as_chat_chunk(answer) if path == COMPLETION else answer
 
     async def get_json(self, path: str, *, timeout: float | None = None) -> Any:
         return await self._request("GET", path, None, timeout)
@@ -119,8 +126,15 @@ class OllamaClient:
             ) from exc
 
 
-async def _chunks(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
-    """The chunks of an open /api/chat stream; the final one once the body is fully read."""
+def as_chat_chunk(chunk: dict[str, Any]) -> dict[str, Any]:
+    """An /api/generate chunk in /api/chat's shape: its `response` text as the message."""
+    rest = {key: value for key, value in chunk.items() if key not in ("response", "context")}
+    return {**rest, "message": {"role": "assistant", "content": chunk.get("response") or ""}}
+
+
+async def _chunks(response: httpx.Response, path: str) -> AsyncIterator[dict[str, Any]]:
+    """The chunks of an open stream, in /api/chat's shape; the final one once the body is
+    fully read."""
     final = None
     async for line in response.aiter_lines():
         if not line.strip():
@@ -130,6 +144,8 @@ async def _chunks(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
             raise UpstreamError(f"Ollama sent a non-object line: {line[:200]!r}")
         if "error" in chunk:
             raise upstream_error(500, str(chunk["error"]), mid_stream=True)
+        if path == COMPLETION:
+            chunk = as_chat_chunk(chunk)
         if chunk.get("done"):
             final = chunk  # handed out once the body is read: the connection is reused
         else:

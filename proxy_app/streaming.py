@@ -88,6 +88,7 @@ class AnthropicEventStream:
         # input_schema by tool name: recovered XML parameter values are typed by it
         self._schemas = {name: (tool_schemas or {}).get(name) or {} for name in tool_names}
         self._scanner = CallRescue(self._schemas) if tool_names else None
+        self._held = ""  # a trailing newline not sent yet: it may separate text from a call
 
     @property
     def done(self) -> bool:
@@ -110,7 +111,7 @@ class AnthropicEventStream:
             if self._stops.matched is not None:
                 return events + self._finish("stop_sequence")
         if message.get("tool_calls"):
-            events += self._flush_text()
+            events += self._flush_text(calls_follow=True)
             for call in message["tool_calls"]:
                 function = call.get("function") or {}
                 events += self._tool_use(function.get("name", ""), function.get("arguments"))
@@ -147,15 +148,21 @@ class AnthropicEventStream:
 
     def _text(self, text: str) -> list[Event]:
         if self._scanner is not None:
-            text = self._scanner.feed(text)
+            text = self._held + self._scanner.feed(text)
+            text, self._held = _hold_newline(text)
         return self._delta(Block.TEXT, text) if text else []
 
-    def _flush_text(self) -> list[Event]:
-        """Release text held by the tool-call scanner and emit the calls it recovered."""
+    def _flush_text(self, *, calls_follow: bool = False) -> list[Event]:
+        """Release text held by the tool-call scanner and emit the calls it recovered. The one
+        newline that separates a turn's text from its first call belongs to the call (Qwen's
+        templates render `text` + "\n<tool_call>"), so the text block ends without it."""
         if self._scanner is None:
             return []
         text, calls = self._scanner.finish()
         self._scanner = CallRescue(self._schemas)
+        text, self._held = self._held + text, ""
+        if calls or calls_follow:
+            text = text.removesuffix("\n")
         events = self._delta(Block.TEXT, text) if text else []
         for call in calls:
             events += self._recovered(call)
@@ -201,6 +208,11 @@ class AnthropicEventStream:
             reason = "tool_use"
         self.stop_reason = reason
         return [*events, *closing_events(self.message())]
+
+
+def _hold_newline(text: str) -> tuple[str, str]:
+    """Split one trailing newline off `text`: (what can be sent, what is held back)."""
+    return (text[:-1], "\n") if text.endswith("\n") else (text, "")
 
 
 def closing_events(message: dict[str, Any]) -> list[Event]:

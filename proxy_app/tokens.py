@@ -1,9 +1,10 @@
 """Prompt token counts for count_tokens and the context guard: exact for Qwen, else estimated.
 
 Exact: when Ollama's /api/show names a family whose vocabulary we ship (qwen2, qwen3; see
-vocab.py) and a template we render (chat_template.py), the count is the length of the very
-prompt Ollama builds, encoded with Qwen's BPE. The tools section is counted once per distinct
-tool list and cached: Claude Code sends the same tools every turn.
+vocab.py) and a model family whose published template we render (proxy_app.families), the
+prompt is rendered here, counted with Qwen's BPE, and that very string is what the model
+receives (a raw completion, generation.py). The tools section is rendered and counted once per
+distinct tool list and cached: Claude Code sends the same tools every turn.
 
 Estimated: any other model gets the characters the model will read at CHARS_PER_TOKEN, plus a
 per-message overhead, scaled by a calibration that follows Ollama's reported
@@ -17,17 +18,18 @@ import hashlib
 import logging
 import math
 from collections import OrderedDict, deque
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 import tiktoken
 
 from proxy_app import vocab
 from proxy_app.chat_template import match_template
+from proxy_app.families import Family
+from proxy_app.families.qwen3coder import QWEN3_CODER
+from proxy_app.families.qwen25 import QWEN25
 from proxy_app.ollama import ModelProfile
-from proxy_app.qwen3coder_template import Qwen3CoderRenderer
 
 log = logging.getLogger(__name__)
 
@@ -91,55 +93,47 @@ class Calibration:
 
 @dataclass
 class Measure:
-    """One prompt's count: `tokens` is what count_tokens answers and the guard compares."""
+    """One prompt's count: `tokens` is what count_tokens answers and the guard compares.
+    `prompt` is the text the model reads, when proxy_app renders it (a known family)."""
 
     tokens: int
     raw: int
     exact: bool
     fingerprint: bytes
+    prompt: str | None = None
 
 
-class PromptRenderer(Protocol):
-    """Renders Ollama's prompt in token-exact pieces: head + tools(…) + "".join(pieces)."""
-
-    @property
-    def name(self) -> str: ...
-
-    def around_tools(
-        self, messages: Sequence[dict[str, Any]], *, has_tools: bool, default_system: str = ""
-    ) -> tuple[str, list[str]]: ...
-
-    def tools(self, tools: Sequence[dict[str, Any]]) -> str: ...
-
-
-# Ollama's built-in renderers (`RENDERER` in a Modelfile, /api/show `renderer`) we reproduce.
-RENDERERS: dict[str, PromptRenderer] = {"qwen3-coder": Qwen3CoderRenderer()}
+def family_for(profile: ModelProfile) -> Family | None:
+    """The family whose published template proxy_app renders for this Ollama model: Ollama's
+    built-in qwen3-coder renderer, or one of the Go templates Ollama ships for qwen2.5 models."""
+    if profile.renderer == QWEN3_CODER.name:
+        return QWEN3_CODER
+    return QWEN25 if match_template(profile.template) is not None else None
 
 
 class QwenCounter:
-    """Exact counts for one Qwen vocabulary + template (+ the model's SYSTEM).
+    """Renders one family's prompt and counts it exactly with its vocabulary.
 
     The prompt is counted in token-exact pieces (system turn, tools section, each later turn),
     each remembered: a conversation's next request only encodes its new turns, and the tools
     section is rendered and encoded once per distinct tool list.
     """
 
-    def __init__(self, encoding: tiktoken.Encoding, template: PromptRenderer, system: str) -> None:
+    def __init__(self, encoding: tiktoken.Encoding, family: Family) -> None:
         self.encoding = encoding
-        self.template = template
-        self.system = system
-        self._tools: OrderedDict[bytes, int] = OrderedDict()
+        self.family = family
+        self._tools: OrderedDict[bytes, tuple[str, int]] = OrderedDict()
         self._pieces: OrderedDict[tuple[int, int], int] = OrderedDict()
 
-    def count(self, payload: dict[str, Any], tools_key: bytes) -> int:
+    def count(self, payload: dict[str, Any], tools_key: bytes) -> tuple[int, str]:
+        """The prompt's tokens, and the prompt."""
         messages = payload.get("messages") or []
         tools = payload.get("tools") or []
-        head, pieces = self.template.around_tools(
-            messages, has_tools=bool(tools), default_system=self.system
-        )
+        head, pieces = self.family.around_tools(messages, has_tools=bool(tools))
         total = sum(self._piece_tokens(piece) for piece in (head, *pieces))
         total += IMAGE_TOKENS * sum(len(m.get("images") or []) for m in messages)
-        return total + (self._tools_tokens(tools, tools_key) if tools else 0)
+        section, tokens = self._tools_section(tools, tools_key) if tools else ("", 0)
+        return total + tokens, head + section + "".join(pieces)
 
     def _piece_tokens(self, piece: str) -> int:
         key = (hash(piece), len(piece))
@@ -151,14 +145,15 @@ class QwenCounter:
             self._pieces.popitem(last=False)
         return tokens
 
-    def _tools_tokens(self, tools: list[dict[str, Any]], key: bytes) -> int:
+    def _tools_section(self, tools: list[dict[str, Any]], key: bytes) -> tuple[str, int]:
         if key in self._tools:
             self._tools.move_to_end(key)
             return self._tools[key]
-        tokens = self._tools[key] = vocab.count(self.encoding, self.template.tools(tools))
+        section = self.family.tools(tools)
+        self._tools[key] = section, vocab.count(self.encoding, section)
         if len(self._tools) > REMEMBERED:
             self._tools.popitem(last=False)
-        return tokens
+        return self._tools[key]
 
 
 class TokenCounter:
@@ -174,12 +169,10 @@ class TokenCounter:
         """The exact counter for a model, or None when its vocabulary or template is unknown."""
         if profile not in self._exact:
             encoding = vocab.vocabulary_for(profile.family)
-            template: PromptRenderer | None = None
-            if encoding is not None:
-                template = RENDERERS.get(profile.renderer) or match_template(profile.template)
+            family = family_for(profile)
             self._exact[profile] = (
-                QwenCounter(encoding, template, profile.system)
-                if encoding is not None and template is not None
+                QwenCounter(encoding, family)
+                if encoding is not None and family is not None
                 else None
             )
         return self._exact[profile]
@@ -190,14 +183,15 @@ class TokenCounter:
             orjson.dumps(payload.get("messages") or []) + tools_key.digest(), digest_size=16
         ).digest()
         counter = self.exact_counter(profile)
+        prompt = None
         if counter is not None:
-            raw = counter.count(payload, tools_key.digest())
+            raw, prompt = counter.count(payload, tools_key.digest())
             tokens = raw
         else:
             raw = raw_estimate(payload)
             tokens = self._calibration.setdefault(model, Calibration()).scale(raw)
         tokens = max(tokens, self._seen.get(fingerprint, 0))
-        return Measure(tokens, raw, counter is not None, fingerprint)
+        return Measure(tokens, raw, counter is not None, fingerprint, prompt)
 
     def observe(self, model: str, measure: Measure, prompt_eval_count: int) -> None:
         """Learn from Ollama's `prompt_eval_count` for a prompt measured before."""

@@ -87,9 +87,10 @@ def to_ollama_tools(request: CountTokensRequest) -> list[dict[str, Any]]:
             continue
         if choice is not None and choice.type == "tool" and tool.name != choice.name:
             continue
-        function = {"name": tool.name, "parameters": tool.input_schema}
-        if tool.description:
+        function: dict[str, Any] = {"name": tool.name}
+        if tool.description:  # name, description, parameters: the order models are trained on
             function["description"] = tool.description
+        function["parameters"] = tool.input_schema
         tools.append({"type": "function", "function": function})
     if choice is not None and choice.type == "tool" and not tools:
         raise InvalidRequestError(f"tool_choice.name: no tool named {choice.name!r} was offered")
