@@ -401,6 +401,55 @@ class KvSlots:
         return prefill
 
 
+def _is_generation(request: RecordedRequest) -> bool:
+    body = request.body if isinstance(request.body, dict) else {}
+    return request.path == "/api/chat" or (
+        request.path == "/api/generate" and bool(body.get("raw")) and bool(body.get("prompt"))
+    )
+
+
+def raw_prompt_ids(name: str, text: str, chars_per_token: int = 3) -> list[int]:
+    """A raw prompt as tokens: Qwen's ids (special tokens one each) for Qwen models when
+    proxy_app's vocabulary is at hand, else one pseudo-token per ``chars_per_token``
+    characters."""
+    if _RENDERS_PROMPTS:
+        encoding = _vocab.vocabulary_for(_model_family(name))
+        if encoding is not None:
+            return encoding.encode(text, allowed_special="all")
+    return [hash(text[i:i + chars_per_token]) for i in range(0, len(text), chars_per_token)]
+
+
+def native_answer(name: str, content: str, calls: list[dict[str, Any]] | None) -> str:
+    """What a Qwen model writes for a reply of text and tool calls: its training format, as the
+    published chat template renders an assistant turn (Qwen2.5: `text` + "\n<tool_call>\n{json}
+    \n</tool_call>" per call; Qwen3-Coder: the trimmed text, then each call as XML)."""
+    if not calls:
+        return content
+    out = ""
+    if _is_qwen3_coder(name):
+        out = content.strip() + "\n" if content.strip() else ""
+        for call in calls:
+            fn = call.get("function", call)
+            params = "".join(f"<parameter={k}>\n{_xml_value(v)}\n</parameter>\n"
+                             for k, v in (fn.get("arguments") or {}).items())
+            out += f"\n<tool_call>\n<function={fn['name']}>\n{params}</function>\n</tool_call>"
+    else:
+        out = content
+        for call in calls:
+            fn = call.get("function", call)
+            call_json = json.dumps(fn.get("arguments") or {}, ensure_ascii=False)
+            call_json = f'{{"name": "{fn["name"]}", "arguments": {call_json}}}'
+            out += f"\n<tool_call>\n{call_json}\n</tool_call>"
+    return out[1:] if out.startswith("\n") and not content.strip() else out
+
+
+def _xml_value(value: Any) -> str:
+    """A parameter value as Qwen3-Coder's template prints it (JSON for maps and lists)."""
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False)
+    return value if isinstance(value, str) else str(value)
+
+
 def _common_prefix(a: list[int], b: list[int]) -> int:
     n = min(len(a), len(b))
     i = 0
@@ -566,8 +615,9 @@ class OllamaDouble:
 
     @property
     def chat_requests(self) -> list[Any]:
-        """Parsed bodies of every POST /api/chat, in arrival order."""
-        return [r.body for r in self.requests if r.method == "POST" and r.path == "/api/chat"]
+        """Parsed bodies of every generation asked for, in arrival order: each POST /api/chat,
+        and each raw POST /api/generate with a prompt (a prompt its client rendered)."""
+        return [r.body for r in self.requests if r.method == "POST" and _is_generation(r)]
 
     def requests_to(self, path: str) -> list[RecordedRequest]:
         return [r for r in self.requests if r.path == path]
@@ -783,20 +833,25 @@ class _Answer(NamedTuple):
 
 
 class _Turn(NamedTuple):
-    """One /api/chat generation: its answer and the numbers its final chunk reports."""
+    """One generation (/api/chat, or a raw /api/generate): its answer and the numbers its final
+    chunk reports."""
 
     base: dict[str, Any]
     t0: int
     prompt_tokens: int
     prefill_ns: int | None
     answer: _Answer
+    raw: bool = False  # /api/generate's shape: the text in `response`, no `message`
+
+    def _body(self, msg: dict[str, Any]) -> dict[str, Any]:
+        return {"response": msg.get("content", "")} if self.raw else {"message": msg}
 
     def chunk(self, msg: dict[str, Any]) -> dict[str, Any]:
-        return {**self.base, "created_at": now_rfc3339(), "message": msg, "done": False}
+        return {**self.base, "created_at": now_rfc3339(), **self._body(msg), "done": False}
 
     def final(self, msg: dict[str, Any], t_first: int) -> dict[str, Any]:
         t_end = time.monotonic_ns()
-        return {**self.base, "created_at": now_rfc3339(), "message": msg, "done": True,
+        return {**self.base, "created_at": now_rfc3339(), **self._body(msg), "done": True,
                 "done_reason": self.answer.done_reason,
                 "total_duration": max(t_end - self.t0, 2_000_000),
                 "load_duration": 1_000_000, "prompt_eval_count": self.prompt_tokens,
@@ -1144,6 +1199,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, {**base, "created_at": now_rfc3339(), "response": "",
                                   "done": True, "done_reason": "unload" if unload else "load"})
             return
+        if body.get("raw"):
+            self._with_slot(lambda: self._raw_reply(name, body, str(prompt), num_ctx))
+            return
         d._mark_loaded(name, num_ctx, keep_alive)
         text = d.default_reply.content
         final = {**base, "created_at": now_rfc3339(), "response": "", "done": True,
@@ -1184,6 +1242,11 @@ class _Handler(BaseHTTPRequestHandler):
                                   "message": {"role": "assistant", "content": ""},
                                   "done_reason": "unload" if unload else "load", "done": True})
             return
+        self._with_slot(lambda: self._chat_reply(name, body, messages, num_ctx, keep_alive, think))
+
+    def _with_slot(self, generate: Callable[[], None]) -> None:
+        """Run one generation in a parallel slot (OLLAMA_NUM_PARALLEL), queueing for one."""
+        d = self.double
         acquired = False
         if d._slots is not None:
             with d._lock:
@@ -1198,10 +1261,41 @@ class _Handler(BaseHTTPRequestHandler):
                     d._waiting -= 1
             acquired = True
         try:
-            self._chat_reply(name, body, messages, num_ctx, keep_alive, think)
+            generate()
         finally:
             if acquired and d._slots is not None:
                 d._slots.release()
+
+    def _raw_reply(self, name: str, body: dict[str, Any], prompt: str, num_ctx: int) -> None:
+        """A raw /api/generate: the prompt is taken as is (its client rendered it); the
+        scripted reply comes back as the text the model writes, tool calls in its format."""
+        d = self.double
+        t0 = time.monotonic_ns()
+        reply = d._next_reply()
+        ids = raw_prompt_ids(name, prompt, d.chars_per_token)
+        prompt_tokens = len(ids) if reply.prompt_eval_count is None else reply.prompt_eval_count
+        if prompt_tokens > num_ctx:
+            if body.get("truncate", True) is False:
+                raise _HTTPError(400, ERR_CONTEXT)
+            with d._lock:
+                d.truncated_prompts += 1
+            prompt_tokens = num_ctx
+        if reply.status != 200:
+            self._sleep(reply.first_chunk_delay)
+            raise _HTTPError(reply.status, reply.error or "test double: scripted error")
+        d._mark_loaded(name, num_ctx, body.get("keep_alive"))
+        text = native_answer(name, reply.content, reply.tool_calls)
+        written = dataclasses.replace(reply, content=text, tool_calls=None, thinking=None)
+        answer_ids = raw_prompt_ids(name, text, d.chars_per_token)
+        turn = _Turn(
+            base={"model": body["model"]}, t0=t0, prompt_tokens=prompt_tokens,
+            prefill_ns=self._prefill_time(name, ids, answer_ids),
+            answer=self._answer(written, body, False), raw=True,
+        )
+        if body.get("stream", True) is False:
+            self._reply_whole(written, turn)
+        else:
+            self._reply_stream(written, turn)
 
     def _chat_reply(self, name: str, body: dict[str, Any], messages: list[Any], num_ctx: int,
                     keep_alive: Any, think: Any) -> None:
@@ -1249,6 +1343,13 @@ class _Handler(BaseHTTPRequestHandler):
         ids = prompt_token_ids(name, messages, tools, d.chars_per_token)
         answer = prompt_token_ids(name, [{"role": "assistant", "content": reply.content}],
                                   None, d.chars_per_token)
+        return self._prefill_time(name, ids, answer)
+
+    def _prefill_time(self, name: str, ids: list[int], answer: list[int]) -> int | None:
+        """With the slot model on: the prefill of what no slot holds, in ns; else None."""
+        d = self.double
+        if d.kv is None:
+            return None
         with d._lock:
             prefilled = d.kv.serve(name, ids, answer)
         return max(int(prefilled / d.prefill_rate * 1e9), 1)
