@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from fleet import tunnel
-from ollama_double.server import ERR_QUEUE_FULL, OllamaDouble, Reply, prompt_tokens_of
+from ollama_double.server import ERR_QUEUE_FULL, OllamaDouble, Reply, native_answer, raw_prompt_ids
 from tests.claude_code.cli import CLAUDE_BIN, run_claude
 from tests.conftest import API_KEY, LiveProxy
 
@@ -27,10 +27,18 @@ def test_plain_answer_is_printed(proxy: LiveProxy, double: OllamaDouble, tmp_pat
     assert sent["model"] == "qwen2.5-coder:7b"
     assert "think" not in sent  # Claude Code asks for adaptive thinking; qwen2.5-coder can't
     assert sent["options"]["num_ctx"] == 32768 and sent["truncate"] is False
-    roles = [m["role"] for m in sent["messages"]]
-    assert roles[0] == "system" and "system" in roles[1:]  # its mid-conversation system turn
-    assert "x-anthropic-billing-header" not in json.dumps(sent)
-    assert {t["function"]["name"] for t in sent["tools"]} >= {"Bash", "Read", "Write", "Edit"}
+    prompt = sent["prompt"]  # qwen2.5-coder: its published template, rendered by proxy_app
+    assert sent["raw"] is True and prompt.startswith("<|im_start|>system\n")
+    first_user = prompt.index("<|im_start|>user\n")
+    assert "<|im_start|>system\n" in prompt[first_user:]  # its mid-conversation system turn
+    assert "x-anthropic-billing-header" not in prompt
+    assert set(tool_names(prompt)) >= {"Bash", "Read", "Write", "Edit"}
+
+
+def tool_names(prompt: str) -> list[str]:
+    """The tools a Qwen2.5 prompt lists, one JSON object a line (each must parse)."""
+    listed = prompt.split("<tools>\n", 1)[1].split("\n</tools>", 1)[0]
+    return [json.loads(line)["function"]["name"] for line in listed.splitlines()]
 
 
 def _write_call(target: Path) -> dict[str, object]:
@@ -55,10 +63,14 @@ def test_tool_loop_writes_a_file(
     assert done.returncode == 0, done.stderr
     assert target.read_text() == "from qwen\n"
     assert "I wrote hello.txt for you." in done.stdout
-    follow_up = double.chat_requests[1]["messages"]
-    tool_turns = [m for m in follow_up if m["role"] == "tool"]
-    assert tool_turns and tool_turns[-1]["tool_name"] == "Write"
-    assert follow_up[-2]["tool_calls"][0]["function"]["name"] == "Write"
+    first, follow_up = (body["prompt"] for body in double.chat_requests[:2])
+    assert '<tool_call>\n{"name": "Write", "arguments": {"file_path": ' in follow_up
+    assert "<|im_start|>user\n<tool_response>\nFile created successfully" in follow_up
+    # the next turn re-reads nothing: it begins with this turn's prompt, then (when the model
+    # wrote the call in its own format) with its answer
+    assert follow_up.startswith(first)
+    if style == "structured":
+        assert follow_up.startswith(first + native_answer("qwen2.5-coder:7b", "", [call]))
 
 
 def test_overflow_makes_claude_code_compact_and_finish(
@@ -104,7 +116,7 @@ def test_overflow_makes_claude_code_compact_and_finish(
     assert "Both files are filler text." in done.stdout
     asked = [tokens for is_message, tokens in measured if is_message]
     sent_bodies = double.chat_requests
-    forwarded = [prompt_tokens_of(b["model"], b["messages"], b["tools"]) for b in sent_bodies]
+    forwarded = [len(raw_prompt_ids(b["model"], b["prompt"])) for b in sent_bodies]
     assert forwarded == [tokens for tokens in asked if tokens <= limit]
     refused = [tokens for tokens in asked if tokens > limit]
     assert refused and all(tokens <= 26000 for tokens in refused)  # it fit, but left no room
@@ -155,8 +167,9 @@ def test_qwen3_coder_xml_calls_drive_a_write_and_bash_loop(
     assert target.read_text() == "from qwen3\n"
     assert copy.read_text() == "from qwen3\n"
     assert "Wrote hello.txt and copied it." in done.stdout
-    follow_up = double.chat_requests[-1]["messages"]
-    assert [m["tool_name"] for m in follow_up if m["role"] == "tool"] == ["Write", "Bash"]
+    follow_up = double.chat_requests[-1]["prompt"]  # Qwen3-Coder's template: calls as XML
+    assert follow_up.count("<tool_response>\n") == 2
+    assert follow_up.index("<function=Write>\n") < follow_up.index("<function=Bash>\n")
 
 
 def test_the_printed_environment_runs_claude_code_without_a_warning(

@@ -1,5 +1,5 @@
-"""The context guard and count_tokens in real tokens, against the double (which counts the
-prompt with the same renderer and Qwen's vocabulary, as Ollama would)."""
+"""The context guard and count_tokens in real tokens, against the double (which counts the raw
+prompt proxy_app sends with Qwen's vocabulary, as Ollama's runner tokenizes it)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from typing import Any
 
 import httpx
 
-from ollama_double.server import OllamaDouble, Reply, prompt_tokens_of
+from ollama_double.server import OllamaDouble, Reply, raw_prompt_ids
 from tests.conftest import API_KEY, LiveProxy
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "claude_code"
 HEADERS = {"x-api-key": API_KEY}
-FIRST_REQUEST_TOKENS = 10736  # tests/unit/test_tokens.py
+FIRST_REQUEST_TOKENS = 11717  # tests/unit/test_tokens.py
 
 
 def first_request() -> dict[str, Any]:
@@ -37,7 +37,9 @@ def test_count_tokens_is_what_ollama_counts(proxy: LiveProxy, double: OllamaDoub
     response = httpx.post(f"{proxy.url}/v1/messages", json=body, headers=HEADERS, timeout=30)
     assert response.status_code == 200, response.text
     sent = double.chat_requests[0]
-    assert prompt_tokens_of(sent["model"], sent["messages"], sent["tools"]) == FIRST_REQUEST_TOKENS
+    assert sent["raw"] is True and len(raw_prompt_ids(sent["model"], sent["prompt"])) == (
+        FIRST_REQUEST_TOKENS
+    )
     assert response.json()["usage"]["input_tokens"] == FIRST_REQUEST_TOKENS
     metrics = httpx.get(f"{proxy.url}/metrics").text
     assert f'proxy_tokens_total{{direction="input"}} {FIRST_REQUEST_TOKENS}' in metrics
@@ -88,18 +90,19 @@ def test_each_model_has_its_own_window_and_count(make_proxy: Any, double: Ollama
     assert listed["max_input_tokens"] == small
 
     assert count_tokens(proxy, haiku) == FIRST_REQUEST_TOKENS
-    assert count_tokens(proxy, {**body, "model": "llama3.2:3b"}) > 1.4 * FIRST_REQUEST_TOKENS
+    assert count_tokens(proxy, {**body, "model": "llama3.2:3b"}) > 1.35 * FIRST_REQUEST_TOKENS
 
 
-def test_qwen3_coder_is_counted_with_its_own_renderer(
+def test_qwen3_coder_is_counted_with_its_own_template(
     proxy: LiveProxy, double: OllamaDouble
 ) -> None:
-    """/api/show names the built-in qwen3-coder renderer: count_tokens renders with it and
-    Qwen3's vocabulary, and says what Ollama (the double) reports."""
+    """/api/show names the built-in qwen3-coder renderer: count_tokens renders Qwen3-Coder's
+    published template and counts with Qwen3's vocabulary, and says what Ollama (the double)
+    reports for that prompt."""
     double.add_model("qwen3-coder:30b")
     body = {**first_request(), "model": "qwen3-coder:30b"}
-    assert count_tokens(proxy, body) == 9330  # tests/unit/test_tokens.py
+    assert count_tokens(proxy, body) == 12153  # tests/unit/test_tokens.py
     double.script(Reply("hi"))
     response = httpx.post(f"{proxy.url}/v1/messages", json=body, headers=HEADERS, timeout=30)
     assert response.status_code == 200, response.text
-    assert response.json()["usage"]["input_tokens"] == 9330
+    assert response.json()["usage"]["input_tokens"] == 12153

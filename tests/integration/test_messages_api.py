@@ -91,9 +91,11 @@ def test_structured_tool_call_round_trip(proxy: LiveProxy, double: OllamaDouble)
     assert call.type == "tool_use" and call.name == "get_weather"
     assert call.input == {"city": "Paris"}
     assert call.id.startswith("toolu_")
-    sent_tools = last_chat(double)["tools"]
-    assert sent_tools[0]["function"]["name"] == "get_weather"
-    assert sent_tools[0]["function"]["parameters"] == WEATHER_TOOL["input_schema"]
+    prompt = last_chat(double)["prompt"]  # qwen2.5-coder: the published template, sent raw
+    assert last_chat(double)["raw"] is True
+    listed = prompt.split("<tools>\n", 1)[1].split("\n</tools>", 1)[0]
+    assert json.loads(listed)["function"]["name"] == "get_weather"
+    assert json.loads(listed)["function"]["parameters"] == WEATHER_TOOL["input_schema"]
 
     double.script(Reply("It is sunny in Paris."))
     history = [
@@ -106,17 +108,13 @@ def test_structured_tool_call_round_trip(proxy: LiveProxy, double: OllamaDouble)
     ]
     second = ask(proxy, tools=[WEATHER_TOOL], messages=history)
     assert second.content[0].text == "It is sunny in Paris."
-    messages = last_chat(double)["messages"]
-    assert messages[-2]["tool_calls"][0]["function"] == {
-        "name": "get_weather",
-        "arguments": {"city": "Paris"},
-    }
-    assert messages[-1] == {
-        "role": "tool",
-        "content": "sunny",
-        "tool_call_id": call.id,
-        "tool_name": "get_weather",
-    }
+    prompt = last_chat(double)["prompt"]
+    call_then_result = (
+        '<|im_start|>assistant\n<tool_call>\n{"name": "get_weather", "arguments": '
+        '{"city": "Paris"}}\n</tool_call><|im_end|>\n<|im_start|>user\n<tool_response>\n'
+        "sunny\n</tool_response><|im_end|>\n<|im_start|>assistant\n"
+    )
+    assert prompt.endswith(call_then_result)
 
 
 @pytest.mark.parametrize(
