@@ -44,6 +44,8 @@ def _inner_text(content: Any, where: str) -> str:
     for k, inner in enumerate(content):
         if not isinstance(inner, dict):
             raise InvalidRequestError(f"{where}.{k}: every content block must be an object")
+        if "text" in inner and inner["text"] is None:  # Anthropic refuses a null text
+            raise InvalidRequestError(f"{where}.{k}.text: must be a string, not null")
         texts.append(optional_str(inner, "text", f"{where}.{k}"))
     return "\n\n".join(t for t in texts if t)
 

@@ -24,6 +24,11 @@ class Family(Protocol):
     @property
     def name(self) -> str: ...
 
+    @property
+    def vocabulary(self) -> str:
+        """The vocabulary its models share (proxy_app.vocab's family key)."""
+        ...
+
     def around_tools(
         self, messages: Sequence[dict[str, Any]], *, has_tools: bool
     ) -> tuple[str, list[str]]:

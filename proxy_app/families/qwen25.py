@@ -33,6 +33,7 @@ INSTRUCTIONS = (
 
 class Qwen25:
     name = "qwen2.5"
+    vocabulary = "qwen2"
 
     def around_tools(
         self, messages: Sequence[dict[str, Any]], *, has_tools: bool

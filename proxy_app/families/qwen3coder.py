@@ -39,6 +39,7 @@ INSTRUCTIONS = (
 
 class Qwen3Coder:
     name = "qwen3-coder"
+    vocabulary = "qwen3"
 
     def around_tools(
         self, messages: Sequence[dict[str, Any]], *, has_tools: bool

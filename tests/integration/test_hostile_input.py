@@ -54,6 +54,7 @@ WRONG_TYPES = {
     "document-title-list": {"type": "document", "title": [1], "source": {"type": "text"}},
     "document-media-type-number": {"type": "document", "source": {"media_type": 7}},
     "document-content-text-number": {"type": "document", "content": [{"text": 5}]},
+    "document-content-text-null": {"type": "document", "content": [{"type": "text", "text": None}]},
     "search-result-content-number": {"type": "search_result", "content": 5},
     "search-result-content-object": {"type": "search_result", "content": {"text": "x"}},
     "search-result-text-number": {"type": "search_result", "content": [{"text": 1}]},
@@ -73,6 +74,32 @@ def test_wrong_field_types_are_400(proxy: LiveProxy, block: dict[str, Any], wher
     }[where]
     response = httpx.post(f"{proxy.url}/v1/messages", json=body, headers={"x-api-key": API_KEY})
     assert_envelope(response, 400, "invalid_request_error", "must be")
+
+
+NULL_TEXT = {"type": "document", "content": [{"type": "text", "text": None}]}
+
+
+@pytest.mark.parametrize(
+    ("path", "stream"),
+    [("/v1/messages", False), ("/v1/messages", True), ("/v1/messages/count_tokens", None)],
+)
+@pytest.mark.parametrize("where", ["messages", "system", "tool_result"])
+def test_a_null_document_text_is_a_400_naming_it(
+    proxy: LiveProxy, path: str, stream: bool | None, where: str
+) -> None:
+    """Anthropic answers 400 to `document.content[].text: null`, streamed or not, and so does
+    count_tokens; the message names the field."""
+    body = {
+        "messages": user(NULL_TEXT),
+        "system": {**GOOD, "system": [NULL_TEXT]},
+        "tool_result": in_tool_result(NULL_TEXT),
+    }[where]
+    if stream is not None:
+        body = {**body, "stream": stream}
+    else:
+        body = {k: v for k, v in body.items() if k != "max_tokens"}
+    response = httpx.post(f"{proxy.url}{path}", json=body, headers={"x-api-key": API_KEY})
+    assert_envelope(response, 400, "invalid_request_error", "content.0.text: must be a string")
 
 
 def test_lenient_shapes_still_pass(proxy: LiveProxy) -> None:
