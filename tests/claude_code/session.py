@@ -71,4 +71,6 @@ def run_session(
         raise AssertionError(done.stdout + done.stderr)
     prompts = [body["prompt"] for body in double.chat_requests[first:]]
     texts = [native_answer(MODEL, text, calls) for text, calls in answers]
-    return [Turn(p, a, c) for p, a, c in zip(prompts, texts, payloads[-len(prompts) :])]
+    return [
+        Turn(p, a, c) for p, a, c in zip(prompts, texts, payloads[-len(prompts) :], strict=True)
+    ]

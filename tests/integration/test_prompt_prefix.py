@@ -26,7 +26,7 @@ def test_each_turn_extends_the_last_so_only_new_tokens_are_prefilled(
     turns = run_session(proxy, double, API_KEY, tmp_path)
     assert (tmp_path / "copy.txt").read_text() == "hello\n"
     assert len(turns) == 3
-    for before, after in zip(turns, turns[1:]):
+    for before, after in zip(turns, turns[1:], strict=False):
         assert after.prompt.startswith(before.prompt + before.answer)
     ids = [raw_prompt_ids(MODEL, turn.prompt) for turn in turns]
     answers = [raw_prompt_ids(MODEL, turn.answer) for turn in turns]
@@ -50,7 +50,9 @@ def first_prompts(proxy: LiveProxy, double: OllamaDouble, tmp_path: Path, *dirs:
 
 
 def shared_chars(a: str, b: str) -> int:
-    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    return next(
+        (i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b))
+    )
 
 
 def test_a_new_session_reuses_the_system_prompt_and_every_tool(
