@@ -1,0 +1,136 @@
+"""What an engine must prefill, turn by turn and per new session: Ollama's prompt vs ours.
+
+`python -m bench.prompt_prefix` runs real Claude Code sessions (the pinned CLI; a Write, a Bash,
+then an answer) through proxy_app against the Ollama double, and replays each turn's prompt
+through the double's KV slot model (one slot, as OLLAMA_NUM_PARALLEL=1; Qwen's token ids) two
+ways, on the same conversations:
+- before: the prompt Ollama 0.32.7 builds from /api/chat (its qwen2.5-coder Go template, its
+  `collate` moving every system message to the top, calls dropped from turns with text), as
+  `proxy_app.chat_template` reproduces it; the slot holds that prompt plus what the model wrote;
+- after: the prompt proxy_app renders (Qwen's published template) and sends raw.
+Prefill tokens are what the slot did not hold. Writes bench/results/prompt_prefix.{json,md}.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ollama_double.server import QWEN_SYSTEM, KvSlots, OllamaDouble, raw_prompt_ids
+from proxy_app.chat_template import QWEN25_CODER, render
+from proxy_app.config import Settings
+from tests.claude_code.session import MODEL, Turn, run_session
+from tests.conftest import API_KEY, LiveProxy
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def ollama_prompt(payload: dict[str, Any]) -> str:
+    return render(
+        QWEN25_CODER, payload["messages"], payload.get("tools") or [], default_system=QWEN_SYSTEM
+    )
+
+
+def prefills(prompts: list[str], answers: list[str]) -> list[int]:
+    """Tokens prefilled for each prompt in turn, one slot carrying over."""
+    slots = KvSlots()
+    return [
+        slots.serve(MODEL, raw_prompt_ids(MODEL, p), raw_prompt_ids(MODEL, a))
+        for p, a in zip(prompts, answers, strict=True)
+    ]
+
+
+def compare(turns: list[Turn]) -> dict[str, list[int]]:
+    answers = [turn.answer for turn in turns]
+    before = [ollama_prompt(turn.payload) for turn in turns]
+    after = [turn.prompt for turn in turns]
+    return {
+        "prompt_tokens_before": [len(raw_prompt_ids(MODEL, p)) for p in before],
+        "prompt_tokens_after": [len(raw_prompt_ids(MODEL, p)) for p in after],
+        "prefill_before": prefills(before, answers),
+        "prefill_after": prefills(after, answers),
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def measure() -> dict[str, Any]:
+    with OllamaDouble(models=[MODEL], default_num_ctx=32768) as double:
+        settings = Settings(ollama_url=double.url, api_keys=[API_KEY], port=_free_port())
+        proxy = LiveProxy(settings).start()
+        try:
+            root = Path(tempfile.mkdtemp(prefix="bench-prefix-"))
+            home = root / "home"
+            home.mkdir()
+            sessions = {}
+            for label, directory in (
+                ("first", "alpha"),
+                ("same project", "alpha"),
+                ("other project", "beta"),
+            ):
+                work = root / directory
+                work.mkdir(exist_ok=True)
+                sessions[label] = run_session(proxy, double, API_KEY, work, home)
+        finally:
+            proxy.stop()
+    turns = compare(sessions["first"])
+    new_sessions = {}
+    for label in ("same project", "other project"):  # a warm slot holding the first session
+        seq = sessions["first"][-1:] + sessions[label][:1]
+        before = prefills([ollama_prompt(t.payload) for t in seq], [t.answer for t in seq])
+        after = prefills([t.prompt for t in seq], [t.answer for t in seq])
+        new_sessions[label] = {"prefill_before": before[1], "prefill_after": after[1]}
+    return {"turns": turns, "new_sessions": new_sessions}
+
+
+def markdown(results: dict[str, Any]) -> str:
+    t = results["turns"]
+    lines = [
+        "# Prefill per turn and per new session: Ollama's prompt (before) vs proxy_app's (after)",
+        "",
+        "A real Claude Code session (pinned CLI; Write, Bash, answer) through proxy_app; each",
+        "prompt replayed through the double's one-slot KV model on Qwen's token ids",
+        "(`python -m bench.prompt_prefix`).",
+        "",
+        "| turn | prompt tokens before | prefilled before | prompt tokens after | prefilled after |",
+        "|---|---|---|---|---|",
+    ]
+    for i, row in enumerate(
+        zip(
+            t["prompt_tokens_before"],
+            t["prefill_before"],
+            t["prompt_tokens_after"],
+            t["prefill_after"],
+            strict=True,
+        )
+    ):
+        lines.append(f"| {i + 1} | {row[0]:,} | {row[1]:,} | {row[2]:,} | {row[3]:,} |")
+    lines += [
+        "",
+        "| new session on a warm slot | prefilled before | prefilled after |",
+        "|---|---|---|",
+    ]
+    for label, row in results["new_sessions"].items():
+        lines.append(f"| {label} | {row['prefill_before']:,} | {row['prefill_after']:,} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    results = measure()
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "prompt_prefix.json").write_text(json.dumps(results, indent=2) + "\n")
+    (RESULTS / "prompt_prefix.md").write_text(markdown(results))
+    sys.stdout.write(markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
