@@ -100,7 +100,8 @@ def markdown(results: dict[str, Any]) -> str:
         "prompt replayed through the double's one-slot KV model on Qwen's token ids",
         "(`python -m bench.prompt_prefix`).",
         "",
-        "| turn | prompt tokens before | prefilled before | prompt tokens after | prefilled after |",
+        "| turn | prompt tokens before | prefilled before | prompt tokens after "
+        "| prefilled after |",
         "|---|---|---|---|---|",
     ]
     for i, row in enumerate(
