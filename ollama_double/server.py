@@ -31,13 +31,14 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NamedTuple
 
-try:  # the exact prompt, as proxy_app renders it; absent in the sandbox's stdlib-only stand-in
+try:  # Ollama's exact prompt and Qwen's vocabulary; absent in the sandbox's stdlib-only stand-in
+    from ollama_double import qwen3coder_renderer as _qwen3coder
+    from ollama_double import qwen_template as _qwen_render
     from proxy_app import chat_template as _chat_template
-    from proxy_app import qwen3coder_template as _qwen3coder
     from proxy_app import vocab as _vocab
 
     _RENDERS_PROMPTS = True
-except ImportError:  # the single-file bin/ollama: the three names stay unbound, never read
+except ImportError:  # the single-file bin/ollama: these names stay unbound, never read
     _RENDERS_PROMPTS = False
 
 DEFAULT_VERSION = "0.12.11"
@@ -150,8 +151,11 @@ def rendered_prompt(name: str, messages: Any, tools: Any) -> str | None:
     if template is None:
         return None
     tools = tools or []
+    system = _default_system(name)
+    if isinstance(template, _chat_template.QwenTemplate):
+        return _qwen_render.render(template, messages or [], tools, default_system=system)
     head, pieces = template.around_tools(messages or [], has_tools=bool(tools),
-                                         default_system=_default_system(name))
+                                         default_system=system)
     return head + (template.tools(tools) if tools else "") + "".join(pieces)
 
 

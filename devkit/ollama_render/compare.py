@@ -1,4 +1,4 @@
-"""Check proxy_app.chat_template against Ollama's own template code, byte for byte.
+"""Check ollama_double's reproduction of Ollama's prompt against Ollama's own code, byte for byte.
 
 main.go beside this file re-declares Ollama's template types and `collate` (ollama
 template/template.go, api/types.go at v0.33.0-rc2) without dependencies and renders a Go
@@ -9,7 +9,8 @@ Claude Code request (tests/fixtures/claude_code) both ways and reports any diffe
     apt-get install golang-go && (cd devkit/ollama_render && go build -o gorender .)
     .venv/bin/python devkit/ollama_render/compare.py [qwen2.5-coder|qwen2.5|qwen3-coder]
 
-A developer check (Go is not needed by the tests): run it after changing chat_template.py.
+A developer check (Go is not needed by the tests): run it after changing
+ollama_double/qwen_template.py or qwen3coder_renderer.py.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from ollama_double import qwen_template  # noqa: E402
+from ollama_double.qwen3coder_renderer import Qwen3CoderRenderer  # noqa: E402
 from proxy_app import chat_template  # noqa: E402
 from proxy_app.anthropic import CountTokensRequest, MessagesRequest  # noqa: E402
-from proxy_app.qwen3coder_template import Qwen3CoderRenderer  # noqa: E402
 from proxy_app.translate import to_ollama_request  # noqa: E402
 
 BINARY = Path(__file__).parent / "gorender"
@@ -55,10 +57,15 @@ def main() -> int:
                     capture_output=True, text=True, check=True,
                 ).stdout  # fmt: skip
                 tools = payload.get("tools") or []
-                head, pieces = template.around_tools(
-                    payload["messages"], has_tools=bool(tools), default_system=system
-                )
-                ours = head + (template.tools(tools) if tools else "") + "".join(pieces)
+                if isinstance(template, chat_template.QwenTemplate):
+                    ours = qwen_template.render(
+                        template, payload["messages"], tools, default_system=system
+                    )
+                else:
+                    head, pieces = template.around_tools(
+                        payload["messages"], has_tools=bool(tools), default_system=system
+                    )
+                    ours = head + (template.tools(tools) if tools else "") + "".join(pieces)
                 same = go == ours
                 failures += not same
                 verdict = 'same' if same else 'DIFFERENT'

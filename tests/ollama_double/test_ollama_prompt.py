@@ -1,4 +1,5 @@
-"""The prompt Ollama builds for qwen2.5-coder, rendered by proxy_app.chat_template.
+"""The prompt Ollama builds for /api/chat, as the Ollama double reproduces it (qwen2.5-coder's Go
+template, qwen3-coder's built-in renderer).
 
 The expected strings were produced by Ollama's own template code and types (template.Execute,
 collate, templateTool…, re-declared in devkit/ollama_render/main.go) run by Go's text/template
@@ -11,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from proxy_app.chat_template import QWEN25, QWEN25_CODER, match_template, render
-from proxy_app.qwen3coder_template import INSTRUCTIONS, Qwen3CoderRenderer
+from ollama_double.qwen3coder_renderer import INSTRUCTIONS, Qwen3CoderRenderer
+from ollama_double.qwen_template import render
+from proxy_app.chat_template import QWEN25, QWEN25_CODER, match_template
 
 BODY: dict[str, Any] = {
     "messages": [

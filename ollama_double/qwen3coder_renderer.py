@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from proxy_app.gofmt import go_json, go_print
+from ollama_double.gofmt import go_json, go_print
 
 DEFAULT_SYSTEM = (
     "You are Qwen, a helpful AI assistant that can interact with a computer to solve tasks."
