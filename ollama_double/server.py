@@ -412,11 +412,11 @@ def _is_generation(request: RecordedRequest) -> bool:
     )
 
 
-def raw_prompt_ids(name: str, text: str, chars_per_token: int = 3) -> list[int]:
+def raw_prompt_ids(name: str, text: str, chars_per_token: int = 3, exact: bool = True) -> list[int]:
     """A raw prompt as tokens: Qwen's ids (special tokens one each) for Qwen models when
-    proxy_app's vocabulary is at hand, else one pseudo-token per ``chars_per_token``
-    characters."""
-    if _RENDERS_PROMPTS:
+    proxy_app's vocabulary is at hand (and ``exact``), else one pseudo-token per
+    ``chars_per_token`` characters."""
+    if exact and _RENDERS_PROMPTS:
         encoding = _vocab.vocabulary_for(_model_family(name))
         if encoding is not None:
             return encoding.encode(text, allowed_special="all")
@@ -668,6 +668,11 @@ class OllamaDouble:
         if not self.exact_counts:
             return estimate_prompt_tokens(messages, tools, self.chars_per_token)
         return prompt_tokens_of(name, messages, tools, self.chars_per_token)
+
+    def raw_tokens(self, name: str, text: str) -> list[int]:
+        """A raw prompt's (or answer's) tokens: Qwen's ids, or with exact counts off one
+        pseudo-token per ``chars_per_token`` characters (no tokenising)."""
+        return raw_prompt_ids(name, text, self.chars_per_token, self.exact_counts)
 
     def capabilities(self, name: str) -> list[str]:
         name = normalize_model_name(name)
@@ -1276,7 +1281,7 @@ class _Handler(BaseHTTPRequestHandler):
         d = self.double
         t0 = time.monotonic_ns()
         reply = d._next_reply()
-        ids = raw_prompt_ids(name, prompt, d.chars_per_token)
+        ids = d.raw_tokens(name, prompt)
         prompt_tokens = len(ids) if reply.prompt_eval_count is None else reply.prompt_eval_count
         if prompt_tokens > num_ctx:
             if body.get("truncate", True) is False:
@@ -1290,7 +1295,7 @@ class _Handler(BaseHTTPRequestHandler):
         d._mark_loaded(name, num_ctx, body.get("keep_alive"))
         text = native_answer(name, reply.content, reply.tool_calls)
         written = dataclasses.replace(reply, content=text, tool_calls=None, thinking=None)
-        answer_ids = raw_prompt_ids(name, text, d.chars_per_token)
+        answer_ids = d.raw_tokens(name, text)
         turn = _Turn(
             base={"model": body["model"]}, t0=t0, prompt_tokens=prompt_tokens,
             prefill_ns=self._prefill_time(name, ids, answer_ids),
