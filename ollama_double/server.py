@@ -1281,8 +1281,12 @@ class _Handler(BaseHTTPRequestHandler):
         d = self.double
         t0 = time.monotonic_ns()
         reply = d._next_reply()
-        ids = d.raw_tokens(name, prompt)
-        prompt_tokens = len(ids) if reply.prompt_eval_count is None else reply.prompt_eval_count
+        ids = d.raw_tokens(name, prompt) if d.exact_counts or d.kv is not None else None
+        prompt_tokens = (
+            reply.prompt_eval_count if reply.prompt_eval_count is not None
+            else len(ids) if ids is not None
+            else max(1, len(prompt) // d.chars_per_token)
+        )
         if prompt_tokens > num_ctx:
             if body.get("truncate", True) is False:
                 raise _HTTPError(400, ERR_CONTEXT)
@@ -1295,10 +1299,12 @@ class _Handler(BaseHTTPRequestHandler):
         d._mark_loaded(name, num_ctx, body.get("keep_alive"))
         text = native_answer(name, reply.content, reply.tool_calls)
         written = dataclasses.replace(reply, content=text, tool_calls=None, thinking=None)
-        answer_ids = d.raw_tokens(name, text)
+        prefill_ns = None
+        if ids is not None and d.kv is not None:  # the slot model: what no slot holds
+            prefill_ns = self._prefill_time(name, ids, d.raw_tokens(name, text))
         turn = _Turn(
             base={"model": body["model"]}, t0=t0, prompt_tokens=prompt_tokens,
-            prefill_ns=self._prefill_time(name, ids, answer_ids),
+            prefill_ns=prefill_ns,
             answer=self._answer(written, body, False), raw=True,
         )
         if body.get("stream", True) is False:
