@@ -8,7 +8,9 @@ ways, on the same conversations:
   `collate` moving every system message to the top, calls dropped from turns with text), as
   `proxy_app.chat_template` reproduces it; the slot holds that prompt plus what the model wrote;
 - after: the prompt proxy_app renders (Qwen's published template) and sends raw.
-Prefill tokens are what the slot did not hold. Writes bench/results/prompt_prefix.{json,md}.
+Prefill tokens are what the slot did not hold. A new session starts on the slot the first
+session left warm: in the same project with other words, and in another project. Writes
+bench/results/prompt_prefix.{json,md}.
 """
 
 from __future__ import annotations
@@ -71,14 +73,15 @@ def measure() -> dict[str, Any]:
             home = root / "home"
             home.mkdir()
             sessions = {}
-            for label, directory in (
-                ("first", "alpha"),
-                ("same project", "alpha"),
-                ("other project", "beta"),
-            ):
+            runs = (
+                ("first", "alpha", "create hello.txt, then copy it to copy.txt"),
+                ("same project", "alpha", "write hello.txt and make a copy named copy.txt"),
+                ("other project", "beta", "create hello.txt, then copy it to copy.txt"),
+            )
+            for label, directory, ask in runs:
                 work = root / directory
                 work.mkdir(exist_ok=True)
-                sessions[label] = run_session(proxy, double, API_KEY, work, home)
+                sessions[label] = run_session(proxy, double, API_KEY, work, home, ask)
         finally:
             proxy.stop()
     turns = compare(sessions["first"])

@@ -40,11 +40,19 @@ def replies(work: Path) -> list[tuple[str, list[dict[str, Any]]]]:
     ]
 
 
+ASK = "create hello.txt, then copy it to copy.txt"
+
+
 def run_session(
-    proxy: Any, double: OllamaDouble, api_key: str, work: Path, home: Path | None = None
+    proxy: Any,
+    double: OllamaDouble,
+    api_key: str,
+    work: Path,
+    home: Path | None = None,
+    ask: str = ASK,
 ) -> list[Turn]:
-    """Run the session in `work` (as the user whose HOME is `home`, default a fresh one);
-    every model call of it, in order."""
+    """Run the session in `work` (as the user whose HOME is `home`, default a fresh one),
+    opening with the user's words `ask`; every model call of it, in order."""
     payloads: list[dict[str, Any]] = []
     real_measure = proxy.services.counter.measure
 
@@ -59,7 +67,7 @@ def run_session(
     first = len(double.chat_requests)
     try:
         done = run_claude(
-            "create hello.txt, then copy it to copy.txt",
+            ask,
             proxy.url,
             api_key,
             str(work),

@@ -115,7 +115,7 @@ class Gateway:
     def host_of(self, text: str) -> str:
         """The host whose double received a prompt containing ``text``."""
         found = [name for name, host in self.hosts.items()
-                 if any(text in str(chat["messages"]) for chat in host.chats)]
+                 if any(text in (c.get("prompt") or str(c["messages"])) for c in host.chats)]
         assert len(found) == 1, f"{text!r} reached {found}"
         return found[0]
 
