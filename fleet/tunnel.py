@@ -48,11 +48,12 @@ class TunnelError(Exception):
 
 def role_defaults() -> dict[str, Any]:
     """Every role's DEFAULTS merged: the values a deploy uses when no data overrides them."""
+    from roles.llamacpp.defaults import DEFAULTS as LLAMACPP
     from roles.ollama.defaults import DEFAULTS as OLLAMA
     from roles.proxy.defaults import DEFAULTS as PROXY
     from roles.redis.defaults import DEFAULTS as REDIS
 
-    return {**OLLAMA, **REDIS, **PROXY}
+    return {**OLLAMA, **LLAMACPP, **REDIS, **PROXY}
 
 
 def load_inventory(

@@ -11,8 +11,14 @@ import pytest
 from testinfra.host import Host
 
 from proxy_app.ollama import canonical_name
+from tests.infra.conftest import skip_unless_engine
 
 pytestmark = pytest.mark.infra
+
+
+@pytest.fixture(autouse=True)
+def _ollama_hosts_only(engine: str) -> None:
+    skip_unless_engine(engine, "ollama", "Ollama")
 
 
 def _cli(data: dict[str, Any], args: str) -> str:
