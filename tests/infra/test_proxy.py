@@ -17,7 +17,8 @@ from tests.infra.conftest import listener_pid, skip_unless_engine
 pytestmark = pytest.mark.infra
 
 
-@pytest.fixture(autouse=True)
+# Module scope: it must skip before the module's own module-scoped fixtures run.
+@pytest.fixture(autouse=True, scope="module")
 def _ollama_hosts_only(engine: str) -> None:
     skip_unless_engine(engine, "ollama", "proxy_app (until it speaks llama-server's API, issue 22)")
 
