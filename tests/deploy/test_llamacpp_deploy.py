@@ -178,3 +178,16 @@ def test_second_run_changes_nothing(second_run: Run) -> None:
     totals = second_run.summary()["totals"]
     assert totals["success"] == 0 and totals["error"] == 0, second_run.changed()
     print(f"re-run (2 llamacpp hosts): {second_run.seconds:.1f}s")
+
+
+def test_wrong_release_checksum_stops_the_host_naming_both_digests(
+    llamacpp_fleet: DeployedFleet, second_run: Run
+) -> None:
+    wrong = "0" * 64
+    run = llamacpp_fleet.deploy("--limit", "sandbox-1", "--data", f'llamacpp_sha256="{wrong}"')
+    assert run.result.returncode == 1
+    assert f"but {wrong} was expected; refusing to install it" in run.result.stderr
+    assert "Check the llamacpp_sha256 value" in run.result.stderr
+    # The verified archive and the running server are untouched: the next deploy is a no-op.
+    again = llamacpp_fleet.deploy("--limit", "sandbox-1")
+    assert again.summary()["totals"]["success"] == 0, again.changed()
