@@ -56,7 +56,7 @@ unit: venv ## the fast tests only (no sandbox, no deploy)
 	$(BIN)/pytest tests/unit tests/integration tests/cache tests/ollama_double tests/fleet \
 	  tests/vast_double tests/bench
 
-sandbox-up: deps ## start sandbox-1..N (SANDBOX_HOSTS=N, default 1; SANDBOX_KIND=systemd,…)
+sandbox-up: deps ## start sandbox-1..N (SANDBOX_HOSTS=N, default 1; SANDBOX_KIND=systemd,…; SANDBOX_ENGINE=llamacpp,…)
 	$(BIN)/python -m sandbox up
 
 sandbox-down: venv ## stop every sandbox host
