@@ -56,8 +56,10 @@ def _engine_data(engine: str) -> dict[str, object]:
         "llamacpp_model_url": _llamacpp["model_url"],
         "llamacpp_model_sha256": _llamacpp["model_sha256"],
         "llamacpp_model_name": _llamacpp["model_name"],
-        # SmolLM2 was trained on 8,192 tokens; Claude Code's first request is ~11k.
-        "llamacpp_context_length": 16384,
+        # SmolLM2 was trained on 8,192 tokens; it counts Claude Code's first request (12 tools)
+        # as 12,722 tokens, which with proxy_app's 4,096-token answer reserve needs more than
+        # 16k: the project's usual 32k window (KV cache ~755 MB at f16 for this model).
+        "llamacpp_context_length": 32768,
         "llamacpp_parallel": 1,
         "llamacpp_gpu_layers": 0,
         "llamacpp_extra_args": ["--override-kv", "llama.context_length=int:32768"],
