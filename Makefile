@@ -8,7 +8,7 @@ INVENTORY   ?= inventories/local.py
 SANDBOX_HOSTS ?= 1
 export SANDBOX_HOSTS
 APT_PACKAGES := redis-server debootstrap openssh-client openssl zstd systemd curl iproute2 procps \
-                slirp4netns systemd-container haproxy
+                slirp4netns systemd-container haproxy cmake ninja-build g++
 
 .PHONY: help venv apt node deps test lint unit deploy sandbox-up sandbox-down sandbox-status \
         sandbox-restart check-hosts tunnel gateway gateway-status bench bench-charts bench-limits \
@@ -56,7 +56,7 @@ unit: venv ## the fast tests only (no sandbox, no deploy)
 	$(BIN)/pytest tests/unit tests/integration tests/cache tests/ollama_double tests/fleet \
 	  tests/vast_double tests/bench
 
-sandbox-up: deps ## start sandbox-1..N (SANDBOX_HOSTS=N, default 1; SANDBOX_KIND=systemd,…)
+sandbox-up: deps ## start sandbox-1..N (SANDBOX_HOSTS=N, default 1; SANDBOX_KIND=systemd,…; SANDBOX_ENGINE=llamacpp,…)
 	$(BIN)/python -m sandbox up
 
 sandbox-down: venv ## stop every sandbox host
@@ -70,7 +70,8 @@ sandbox-restart: venv ## kill and boot one host like a vast.ai stop/start (HOST=
 
 # On the sandbox, the fleet's local release server stands in for Ollama's GitHub download
 # (inventories/local.py hands its URL and SHA-256 to the deploy); rented hosts download the
-# pinned real release. devkit.progress prints one line per step and keeps the tools' output in
+# pinned real release. SANDBOX_ENGINE=llamacpp builds llama-server once (cached, ~6+ min) and
+# the fleet's hosts run it with SmolLM2 instead of Ollama. devkit.progress prints one line per step and keeps the tools' output in
 # DEPLOY_LOG (shown only when a step fails); it runs on the system Python, before the venv exists.
 DEPLOY_LOG  ?= deploy.log
 CHECK_HOSTS  = $(BIN)/pytest -q -p no:cacheprovider tests/infra --inventory $(INVENTORY) \
@@ -82,6 +83,7 @@ deploy: ## provision INVENTORY (default: the local sandbox fleet), check it, pri
 	  "venv=$(MAKE) --no-print-directory venv" \
 	  "Claude Code CLI=$(MAKE) --no-print-directory node" \
 	  $(if $(filter inventories/local.py,$(INVENTORY)),"rootfs=$(BIN)/python -m sandbox build" \
+	  $(if $(findstring llamacpp,$(SANDBOX_ENGINE)),"llama-server=$(BIN)/python -m devkit.llamacpp build",) \
 	  "sandbox hosts=$(BIN)/python -m sandbox up",) \
 	  "deploy=$(BIN)/pyinfra -y $(INVENTORY) deploy.py" \
 	  'host checks=$(CHECK_HOSTS)'

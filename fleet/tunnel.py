@@ -48,11 +48,12 @@ class TunnelError(Exception):
 
 def role_defaults() -> dict[str, Any]:
     """Every role's DEFAULTS merged: the values a deploy uses when no data overrides them."""
+    from roles.llamacpp.defaults import DEFAULTS as LLAMACPP
     from roles.ollama.defaults import DEFAULTS as OLLAMA
     from roles.proxy.defaults import DEFAULTS as PROXY
     from roles.redis.defaults import DEFAULTS as REDIS
 
-    return {**OLLAMA, **REDIS, **PROXY}
+    return {**OLLAMA, **LLAMACPP, **REDIS, **PROXY}
 
 
 def load_inventory(
@@ -347,6 +348,31 @@ def wait_for_port(
 # --------------------------------------------------------------------------- command line
 
 
+def render_llamacpp(name: str, data: Mapping[str, Any], command: Sequence[str]) -> str:
+    """The text printed for a host whose engine is llamacpp: no proxy_app there yet."""
+    local = command[command.index("-L") + 1].split(":", 1)[0]
+    return "\n".join([
+        f"# {name} runs llama.cpp's llama-server (engine = llamacpp); proxy_app is not deployed",
+        "# there yet, so Claude Code has nothing to talk to. llama-server's own API (OpenAI's",
+        "# /v1/chat/completions, /v1/models, /tokenize) through the tunnel (keep it running):",
+        shlex.join(command),
+        f"# then: curl http://127.0.0.1:{local}/v1/models   (model {data['llamacpp_model_name']})",
+    ]) + "\n"  # fmt: skip
+
+
+def _tunnel_and_text(
+    entry: Mapping[str, Any], port: int, show_secrets: bool
+) -> tuple[list[str], str]:
+    """The ssh command and the text to print for one inventory host."""
+    name, data = str(entry["name"]), entry["data"]
+    if data.get("engine") == "llamacpp":
+        command = ssh_command(name, {**data, "proxy_port": data["llamacpp_port"]}, port)
+        return command, render_llamacpp(name, data, command)
+    command = ssh_command(name, data, port)
+    env = claude_env(data, port, proxy_key_file())
+    return command, render(command, env, show_secrets=show_secrets)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m fleet.tunnel",
@@ -370,9 +396,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _key_if_deployed(),
         )
         entry = pick_host(load_inventory(args.inventory), args.host)
-        command = ssh_command(str(entry["name"]), entry["data"], port)
-        env = claude_env(entry["data"], port, proxy_key_file())
-        text = render(command, env, show_secrets=args.show_secrets)
+        command, text = _tunnel_and_text(entry, port, args.show_secrets)
     except TunnelError as exc:
         print(exc, file=sys.stderr)
         return 2

@@ -9,13 +9,15 @@ with only `__file__` defined.
 
 Ollama's release cannot be downloaded here, so each host's data points the Ollama role at the
 fleet's local release server (sandbox/release.py): the Ollama API double's archive, with its
-real SHA-256.
+real SHA-256. A host whose engine is llamacpp (`SANDBOX_ENGINE=llamacpp make deploy`, recorded
+by the fleet) gets llama-server built on this machine (`python -m devkit.llamacpp build`) and
+SmolLM2-135M-Instruct, served the same way, sized for Claude Code's ~11k-token first request.
 """
 
 from pyinfra.api.exceptions import InventoryError
 
 from sandbox import Fleet
-from sandbox.release import read_release
+from sandbox.release import read_llamacpp_release, read_release
 
 _fleet = Fleet()
 _release = read_release(_fleet.root)
@@ -31,6 +33,38 @@ if not _hosts or _stopped or _release is None:
         f"The sandbox fleet in {_fleet.root} is not up ({_what}); run `make sandbox-up` "
         "(SANDBOX_HOSTS=N for N hosts) or `python -m sandbox up` first."
     )
+
+_engines = _fleet.engines()
+_llamacpp = read_llamacpp_release(_fleet.root)
+if "llamacpp" in _engines.values() and _llamacpp is None:
+    raise InventoryError(
+        "A sandbox host's engine is llamacpp but llama-server is not built or not served; run "
+        "`python -m devkit.llamacpp build`, then `make sandbox-up` (or `make deploy`)."
+    )
+
+
+def _engine_data(engine: str) -> dict[str, object]:
+    """The engine's host data: llama-server and SmolLM2 from the fleet's release server."""
+    if engine != "llamacpp" or _llamacpp is None:
+        return {"engine": engine}
+    return {
+        "engine": engine,
+        "llamacpp_version": _llamacpp["version"],
+        "llamacpp_download_url": _llamacpp["url"],
+        "llamacpp_sha256": _llamacpp["sha256"],
+        "llamacpp_packages": ["libgomp1"],  # a CPU build: no Vulkan loader, no OpenSSL
+        "llamacpp_model_url": _llamacpp["model_url"],
+        "llamacpp_model_sha256": _llamacpp["model_sha256"],
+        "llamacpp_model_name": _llamacpp["model_name"],
+        # SmolLM2 was trained on 8,192 tokens; it counts Claude Code's first request (12 tools)
+        # as 12,722 tokens, which with proxy_app's 4,096-token answer reserve needs more than
+        # 16k: the project's usual 32k window (KV cache ~755 MB at f16 for this model).
+        "llamacpp_context_length": 32768,
+        "llamacpp_parallel": 1,
+        "llamacpp_gpu_layers": 0,
+        "llamacpp_extra_args": ["--override-kv", "llama.context_length=int:32768"],
+    }
+
 
 # Group `local` (named after this file): sandbox-1 … sandbox-N.
 local = [
@@ -52,6 +86,8 @@ local = [
             "ollama_version": _release["version"],
             "ollama_download_url": _release["url"],
             "ollama_sha256": _release["sha256"],
+            # The host's engine ("ollama" or "llamacpp") and, for llamacpp, its data.
+            **_engine_data(_engines.get(box.name, "ollama")),
         },
     )
     for box in _hosts

@@ -27,7 +27,14 @@ UP_STATES = ("RUNNING", "STARTING", "BACKOFF")
 
 
 @operation()
-def verified_download(src: str, dest: str, sha256: str, what: str) -> Generator[str, None, None]:
+def verified_download(
+    src: str,
+    dest: str,
+    sha256: str,
+    what: str,
+    key: str = "ollama_sha256",
+    source: str = "the release's sha256sum.txt",
+) -> Generator[str, None, None]:
     """
     Download ``src`` to ``dest`` unless ``dest`` already has the SHA-256 ``sha256``.
 
@@ -35,6 +42,8 @@ def verified_download(src: str, dest: str, sha256: str, what: str) -> Generator[
     + dest: where the verified file ends up; a mismatching download never lands there
     + sha256: expected hex digest
     + what: a few words naming the file, used in the error sentence
+    + key, source: the data key holding ``sha256`` and where its value comes from, named in
+      the error sentence
 
     Unlike ``files.download`` (which moves the file into place first and reports only
     "SHA256 did not match!"), a mismatch removes the partial file and names both digests.
@@ -48,7 +57,7 @@ def verified_download(src: str, dest: str, sha256: str, what: str) -> Generator[
     yield f"curl -fsSL --retry 3 -o {q_part} {shlex.quote(src)}"
     sentence = (
         f"The {what} from {src} has SHA-256 $actual but {sha256} was expected; "
-        "refusing to install it. Check the ollama_sha256 value (the release's sha256sum.txt)."
+        f"refusing to install it. Check the {key} value ({source})."
     )
     yield (
         f"actual=$(sha256sum {q_part} | cut -d' ' -f1); "

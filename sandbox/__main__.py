@@ -2,7 +2,8 @@
 
 Environment: SANDBOX_HOSTS (fleet size for `up`, default 1), SANDBOX_KIND (each host's kind,
 comma-separated, the last repeated: container or systemd; default: as the host last ran, a new
-host container), SANDBOX_STATE_DIR (fleet directory,
+host container), SANDBOX_ENGINE (each host's engine for the deploy, the same way: ollama or
+llamacpp; default: as recorded, a new host ollama), SANDBOX_STATE_DIR (fleet directory,
 default <repo>/.sandbox), SANDBOX_ROOTFS (default /var/cache/llm-selfhost/bookworm-rootfs),
 SANDBOX_DATA_DIR (where the container layers go), SANDBOX_SSH_PORT (first host's ssh port, default
 2222), SANDBOX_MIRROR (default: this machine's apt mirror).

@@ -3,7 +3,9 @@
 Each host has its own state directory `<fleet dir>/<name>/` (key, known_hosts, ssh port, pid
 files), its own container layer (an overlay upper directory) and its own network namespace; the
 fleet directory (default `<repo>/.sandbox`, env `SANDBOX_STATE_DIR`) also holds `fleet.json`, the
-host names inventories/local.py lists, and the Ollama release server's announcement.
+host names inventories/local.py lists with each host's engine (env `SANDBOX_ENGINE`: "ollama",
+the default, or "llamacpp"; comma-separated per host like `SANDBOX_KIND`), and the release
+server's announcement.
 
     fleet = Fleet()
     fleet.up(2)                 # sandbox-1, sandbox-2 (and the release server)
@@ -28,6 +30,7 @@ from .system import Log, lock
 
 FLEET_FILE = "fleet.json"
 PREFIX = "sandbox-"
+ENGINES = ("ollama", "llamacpp")  # as roles/engine.py (host data `engine`)
 
 
 def default_fleet_dir() -> Path:
@@ -53,6 +56,25 @@ def host_kinds(
         return [current.get(name, "container") for name in host_names(count)]
     kinds = [check_kind(kind) for kind in kinds]
     return [kinds[min(i, len(kinds) - 1)] for i in range(count)]
+
+
+def host_engines(
+    count: int, engines: list[str] | None = None, current: dict[str, str] | None = None
+) -> list[str]:
+    """Return each host's engine: ``engines`` (else env `SANDBOX_ENGINE`, comma-separated) in
+    order, the last one repeated; with neither, each host keeps its ``current`` engine (new
+    hosts: "ollama")."""
+    if engines is None:
+        engines = [e.strip() for e in os.environ.get("SANDBOX_ENGINE", "").split(",") if e.strip()]
+    if not engines:
+        current = current or {}
+        return [current.get(name, "ollama") for name in host_names(count)]
+    unknown = [engine for engine in engines if engine not in ENGINES]
+    if unknown:
+        raise SandboxError(
+            f"{unknown[0]!r} is not an engine; use one of: {', '.join(ENGINES)} (SANDBOX_ENGINE)."
+        )
+    return [engines[min(i, len(engines) - 1)] for i in range(count)]
 
 
 class Fleet:
@@ -97,6 +119,16 @@ class Fleet:
         kinds = [str(kind) for kind in fleet.get("kinds", [])] or ["container"] * len(names)
         return dict(zip(names, kinds, strict=False))
 
+    def engines(self) -> dict[str, str]:
+        """Host name -> engine ("ollama" or "llamacpp"), as the last `up` recorded them."""
+        try:
+            recorded = json.loads((self.root / FLEET_FILE).read_text()).get("engines", [])
+        except (OSError, ValueError):
+            recorded = []
+        names = self.names()
+        engines = [str(engine) for engine in recorded] or ["ollama"] * len(names)
+        return dict(zip(names, engines, strict=False))
+
     def kinds(self, count: int) -> list[str]:
         """The kinds `up(count)` would give hosts 1…count (env `SANDBOX_KIND`, else as they are)."""
         return host_kinds(count, None, self._recorded())
@@ -132,19 +164,27 @@ class Fleet:
         return [self.host(name) for name in self.names()]
 
     def up(
-        self, count: int, *, kinds: list[str] | None = None, log: Log = print
+        self,
+        count: int,
+        *,
+        kinds: list[str] | None = None,
+        engines: list[str] | None = None,
+        log: Log = print,
     ) -> list[Sandbox]:
         """Start hosts 1…count (those running stay as they are) and stop any beyond them.
 
         + kinds: each host's kind, the last repeated (default: env `SANDBOX_KIND`, else each
           host's current kind, "container" for a new one); a running host of another kind is
           stopped and booted as the new one
+        + engines: each host's engine, the last repeated (default: env `SANDBOX_ENGINE`, else
+          each host's recorded engine, "ollama" for a new one); read by inventories/local.py
         """
         if count < 1:
             raise SandboxError(
                 f"A fleet needs at least one host, not {count}; use SANDBOX_HOSTS=1."
             )
         kinds = host_kinds(count, kinds, self._recorded())
+        chosen = host_engines(count, engines, self.engines())
         wanted = dict(zip(host_names(count), kinds, strict=True))
         with lock(self.root / "fleet.lock"):
             for extra in sorted(set(self._known()) - set(wanted)):
@@ -156,7 +196,7 @@ class Fleet:
                     log(f"Stopping {name} to boot it as a {kind} host")
                     old.down()
             release.ensure_running(self.root)
-            self._record(wanted)
+            self._record(wanted, chosen)
         hosts = [self.host(name) for name in wanted]
         with ThreadPoolExecutor(max_workers=len(hosts)) as pool:
             list(pool.map(lambda box: box.up(log=log), hosts))
@@ -168,7 +208,8 @@ class Fleet:
         starts with it."""
         with lock(self.root / "fleet.lock"):
             release.ensure_running(self.root)
-            self._record({**self._recorded(), name: "container"})
+            engines = {**self.engines(), name: "ollama"}
+            self._record({**self._recorded(), name: "container"}, list(engines.values()))
         return self.host(name).up(log=log)
 
     def remove(self, name: str) -> None:
@@ -179,7 +220,8 @@ class Fleet:
         shutil.rmtree(box.state_dir, ignore_errors=True)
         with lock(self.root / "fleet.lock"):
             left = {other: kind for other, kind in self._recorded().items() if other != name}
-            self._record(left)
+            engines = self.engines()
+            self._record(left, [engines.get(other, "ollama") for other in left])
             if not left:
                 release.stop(self.root)
 
@@ -212,10 +254,10 @@ class Fleet:
         """Return (name, status) for each host of the fleet."""
         return [(box.name, box.status()) for box in self.hosts()]
 
-    def _record(self, hosts: dict[str, str]) -> None:
-        """Write fleet.json: the hosts (name -> kind), in order."""
+    def _record(self, hosts: dict[str, str], engines: list[str]) -> None:
+        """Write fleet.json: the hosts (name -> kind) and their engines, in order."""
         self.root.mkdir(parents=True, exist_ok=True)
-        fleet = {"hosts": list(hosts), "kinds": list(hosts.values())}
+        fleet = {"hosts": list(hosts), "kinds": list(hosts.values()), "engines": engines}
         (self.root / FLEET_FILE).write_text(json.dumps(fleet, indent=2) + "\n")
 
     def _known(self) -> list[str]:

@@ -128,7 +128,7 @@ def deployed_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deploye
     }
     try:
         try:
-            fleet.up(FLEET_SIZE, kinds=FLEET_KINDS, log=lambda *_: None)
+            fleet.up(FLEET_SIZE, kinds=FLEET_KINDS, engines=["ollama"], log=lambda *_: None)
         except SandboxError as exc:
             pytest.fail(f"The sandbox fleet did not start: {exc}", pytrace=False)
         deployed = DeployedFleet(fleet, env)

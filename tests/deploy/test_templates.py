@@ -4,6 +4,7 @@ redis.conf say what the roles promise, and every file carries the managed-by hea
 from __future__ import annotations
 
 import configparser
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -11,6 +12,8 @@ from pathlib import Path
 import jinja2
 import pytest
 
+from roles.llamacpp.defaults import DEFAULTS as LLAMACPP
+from roles.llamacpp.endpoint import command_line, server_args
 from roles.ollama.defaults import DEFAULTS as OLLAMA
 from roles.proxy.defaults import DEFAULTS as PROXY
 from roles.redis.defaults import DEFAULTS as REDIS
@@ -26,7 +29,17 @@ OLLAMA_ENV = {
     "OLLAMA_KEEP_ALIVE": "30m",
     "OLLAMA_FLASH_ATTENTION": "1",
 }
+LLAMA_SERVER = f"{LLAMACPP['llamacpp_prefix']}/{LLAMACPP['llamacpp_version']}/llama-server"
+LLAMA_ARGS = server_args(
+    {**LLAMACPP, "llamacpp_extra_args": ["--override-kv", "llama.context_length=int:32768"]},
+    "/var/lib/llama-server/models/model with space.gguf",
+)
 SAMPLE = {
+    "llamacpp": {
+        "command": command_line([LLAMA_SERVER, *LLAMA_ARGS]),
+        "run_as": LLAMACPP["llamacpp_user"],
+        "home": LLAMACPP["llamacpp_home"],
+    },
     "ollama": {
         "binary": f"{OLLAMA['ollama_prefix']}/bin/ollama",
         "run_as": OLLAMA["ollama_user"],
@@ -80,7 +93,7 @@ def unit_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.skip("systemd-analyze missing: apt-get install systemd")
     root = tmp_path_factory.mktemp("unit-root")
     shutil.copytree("/usr/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
-    for binary in (SAMPLE["ollama"]["binary"], SAMPLE["proxy"]["python"]):
+    for binary in (SAMPLE["ollama"]["binary"], SAMPLE["proxy"]["python"], LLAMA_SERVER):
         stub = root / binary.lstrip("/")
         stub.parent.mkdir(parents=True, exist_ok=True)
         stub.write_text("#!/bin/sh\n")
@@ -95,7 +108,7 @@ def unit_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.mark.parametrize("unit", ["ollama.service", "proxy.service"])
+@pytest.mark.parametrize("unit", ["ollama.service", "proxy.service", "llama-server.service"])
 def test_unit_passes_systemd_analyze_verify(unit_root: Path, unit: str) -> None:
     result = subprocess.run(
         ["systemd-analyze", "verify", f"--root={unit_root}", unit],
@@ -107,7 +120,7 @@ def test_unit_passes_systemd_analyze_verify(unit_root: Path, unit: str) -> None:
     assert result.stderr.strip() == "", result.stderr
 
 
-@pytest.mark.parametrize("unit", ["ollama.service", "proxy.service"])
+@pytest.mark.parametrize("unit", ["ollama.service", "proxy.service", "llama-server.service"])
 def test_unit_is_hardened_and_not_root(unit_root: Path, unit: str) -> None:
     text = (unit_root / "etc/systemd/system" / unit).read_text()
     for line in ("NoNewPrivileges=yes", "PrivateTmp=yes", "ProtectSystem="):
@@ -128,13 +141,18 @@ def test_ollama_environment_lives_in_the_drop_in(unit_root: Path) -> None:
     assert "OLLAMA_" not in (unit_root / "etc/systemd/system/ollama.service").read_text()
 
 
+PROGRAMS = {"llamacpp": "llama-server"}  # role -> supervisor program, where they differ
+
+
 def _program(role: str, **extra: object) -> configparser.SectionProxy:
+    name = PROGRAMS.get(role, role)
     parser = configparser.RawConfigParser()
-    parser.read_string(render(ROLES / role / "templates/supervisor" / f"{role}.conf.j2", **extra))
-    return parser[f"program:{role}"]
+    template = ROLES / role / "templates/supervisor" / f"{name}.conf.j2"
+    parser.read_string(render(template, **{"program": name, **extra}))
+    return parser[f"program:{name}"]
 
 
-@pytest.mark.parametrize("role", ["ollama", "redis", "proxy"])
+@pytest.mark.parametrize("role", ["ollama", "llamacpp", "redis", "proxy"])
 def test_supervisor_program_logs_to_stdout_by_default(role: str) -> None:
     program = _program(role)
     assert program["autostart"] == program["autorestart"] == "true"
@@ -144,7 +162,7 @@ def test_supervisor_program_logs_to_stdout_by_default(role: str) -> None:
     assert program["user"] != "root"
 
 
-@pytest.mark.parametrize("role", ["ollama", "redis", "proxy"])
+@pytest.mark.parametrize("role", ["ollama", "llamacpp", "redis", "proxy"])
 def test_supervisor_program_can_log_to_a_file(role: str) -> None:
     program = _program(role, log_to_stdout=False, log_file=f"/var/log/supervisor/{role}.log")
     assert program["stdout_logfile"] == f"/var/log/supervisor/{role}.log"
@@ -154,6 +172,15 @@ def test_supervised_ollama_gets_its_environment() -> None:
     environment = _program("ollama")["environment"]
     for key, value in OLLAMA_ENV.items():
         assert f'{key}="{value}"' in environment
+
+
+def test_llama_server_gets_the_same_arguments_from_both_managers(unit_root: Path) -> None:
+    """supervisord splits command= as a shell would; systemd's ExecStart= honours "…" alike."""
+    unit = (unit_root / "etc/systemd/system/llama-server.service").read_text()
+    exec_start = next(ln for ln in unit.splitlines() if ln.startswith("ExecStart="))
+    expected = [LLAMA_SERVER, *LLAMA_ARGS]
+    assert shlex.split(exec_start.removeprefix("ExecStart=")) == expected
+    assert shlex.split(_program("llamacpp")["command"]) == expected
 
 
 def test_supervised_proxy_reads_the_env_file() -> None:

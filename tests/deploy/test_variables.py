@@ -6,16 +6,20 @@ from pathlib import Path
 
 import pytest
 
+from roles.llamacpp.defaults import DEFAULTS as LLAMACPP
 from roles.ollama.defaults import DEFAULTS as OLLAMA
 from roles.proxy.defaults import DEFAULTS as PROXY
 from roles.redis.defaults import DEFAULTS as REDIS
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 KEYS = (
-    [("ollama", k) for k in OLLAMA] + [("redis", k) for k in REDIS] + [("proxy", k) for k in PROXY]
+    [("ollama", k) for k in OLLAMA]
+    + [("llamacpp", k) for k in LLAMACPP]
+    + [("redis", k) for k in REDIS]
+    + [("proxy", k) for k in PROXY]
 )
-# Keys read outside a role's defaults (roles/services.py).
-SHARED_KEYS = ["supervisor_log_to_stdout"]
+# Keys read outside a role's defaults (roles/services.py, roles/engine.py).
+SHARED_KEYS = ["supervisor_log_to_stdout", "engine"]
 
 
 @pytest.mark.parametrize(("role", "key"), KEYS, ids=[key for _, key in KEYS])

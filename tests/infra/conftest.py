@@ -216,6 +216,18 @@ def host_data(infra_host: InfraHost) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
+def engine(host_data: dict[str, Any]) -> str:
+    """The host's engine (host data ``engine``, as deploy.py reads it): "ollama" or "llamacpp"."""
+    return str(host_data.get("engine") or "ollama")
+
+
+def skip_unless_engine(engine: str, wanted: str, what: str) -> None:
+    """Skip a check of ``what`` on hosts whose engine is not ``wanted`` (nothing to check)."""
+    if engine != wanted:
+        pytest.skip(f"the host's engine is {engine}: {what} is not deployed there")
+
+
+@pytest.fixture(scope="module")
 def uses_systemd(host: Host) -> bool:
     """Whether systemd runs the host (the same test the deploy makes)."""
     return bool(host.file("/run/systemd/system").is_directory)

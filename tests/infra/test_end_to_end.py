@@ -25,10 +25,16 @@ from testinfra.host import Host
 from devkit.ports import free_port
 from fleet.tunnel import REPO, TunnelError, parse_exports, wait_for_port
 from tests.claude_code.cli import run_claude
-from tests.infra.conftest import InfraHost, Target
+from tests.infra.conftest import InfraHost, Target, skip_unless_engine
 
 pytestmark = [pytest.mark.infra, pytest.mark.claude_code]
 SCRIPT_PATH = "/api/_double/script"
+
+
+# Module scope: it must skip before the module's own module-scoped fixtures run.
+@pytest.fixture(autouse=True, scope="module")
+def _ollama_hosts_only(engine: str) -> None:
+    skip_unless_engine(engine, "ollama", "proxy_app (until it speaks llama-server's API, issue 22)")
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,15 @@ import pytest
 from testinfra.host import Host
 
 from proxy_app.ollama import canonical_name
+from tests.infra.conftest import skip_unless_engine
 
 pytestmark = pytest.mark.infra
+
+
+# Module scope: it must skip before the module's own module-scoped fixtures run.
+@pytest.fixture(autouse=True, scope="module")
+def _ollama_hosts_only(engine: str) -> None:
+    skip_unless_engine(engine, "ollama", "Ollama")
 
 
 def _cli(data: dict[str, Any], args: str) -> str:

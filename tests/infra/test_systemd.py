@@ -11,13 +11,22 @@ from typing import Any
 import pytest
 from testinfra.host import Host
 
+from tests.infra.conftest import skip_unless_engine
+
 pytestmark = pytest.mark.infra
 
 # unit -> the host data key naming its user (None: the package's fixed user)
-UNITS = {"ollama": "ollama_user", "redis-server": None, "proxy": "proxy_user"}
+UNITS = {
+    "ollama": "ollama_user",
+    "llama-server": "llamacpp_user",
+    "redis-server": None,
+    "proxy": "proxy_user",
+}
+# Units only one engine's hosts run (proxy_app: until it speaks llama-server's API, issue 22).
+ENGINE_OF = {"ollama": "ollama", "proxy": "ollama", "llama-server": "llamacpp"}
 # `systemd-analyze security` overall exposure (0 = locked down, 10 = exposed), measured on the
 # sandbox's systemd host (Debian 12, systemd 252); a regression above these fails.
-EXPOSURE = {"ollama": 3.4, "redis-server": 1.1, "proxy": 3.0}
+EXPOSURE = {"ollama": 3.4, "llama-server": 3.4, "redis-server": 1.1, "proxy": 3.0}
 
 
 @pytest.fixture(autouse=True)
@@ -26,13 +35,21 @@ def _systemd_only(uses_systemd: bool) -> None:
         pytest.skip("not a systemd host: its programs run under supervisord")
 
 
-@pytest.mark.parametrize("unit", UNITS)
+@pytest.fixture
+def unit(request: pytest.FixtureRequest, engine: str) -> str:
+    """The parametrized unit, skipped on hosts whose engine does not run it."""
+    name = str(request.param)
+    skip_unless_engine(engine, ENGINE_OF.get(name, engine), f"{name}.service")
+    return name
+
+
+@pytest.mark.parametrize("unit", UNITS, indirect=True)
 def test_unit_is_active_and_enabled(host: Host, unit: str) -> None:
     service = host.service(unit)
     assert service.is_running and service.is_enabled
 
 
-@pytest.mark.parametrize("unit, user_key", UNITS.items())
+@pytest.mark.parametrize("unit, user_key", UNITS.items(), indirect=["unit"])
 def test_unit_runs_as_its_user(
     host: Host, host_data: dict[str, Any], unit: str, user_key: str | None
 ) -> None:
@@ -46,7 +63,7 @@ def test_no_unit_failed(host: Host) -> None:
     assert host.check_output("systemctl --failed --no-legend --plain") == ""
 
 
-@pytest.mark.parametrize("unit", UNITS)
+@pytest.mark.parametrize("unit", UNITS, indirect=True)
 def test_exposure_score_is_at_most_the_recorded_one(host: Host, unit: str) -> None:
     out = host.check_output(f"systemd-analyze security --no-pager {unit}.service")
     found = re.search(r"Overall exposure level for \S+: ([0-9.]+)", out)

@@ -231,3 +231,13 @@ def test_printing_finds_this_deployments_tunnel_past_another_one(
         port + 1,
         f"A tunnel is already open on 127.0.0.1:{port + 1} (proxy_app reports healthy).",
     )
+
+
+def test_a_llamacpp_host_gets_a_tunnel_to_llama_server_and_no_claude_env() -> None:
+    data = {**tunnel.role_defaults(), "engine": "llamacpp", "ssh_port": 2222,
+            "llamacpp_model_name": "SmolLM2-135M-Instruct"}  # fmt: skip
+    command, text = tunnel._tunnel_and_text({"name": "sandbox-1", "data": data}, 8001, False)
+    assert command[command.index("-L") + 1] == "8001:127.0.0.1:8080"
+    assert shlex.join(command) in text.splitlines()
+    assert "proxy_app is not deployed" in text and "ANTHROPIC" not in text
+    assert "curl http://127.0.0.1:8001/v1/models" in text
