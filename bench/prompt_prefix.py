@@ -22,9 +22,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ollama_double.qwen_template import render
 from ollama_double.server import QWEN_SYSTEM, KvSlots, OllamaDouble, raw_prompt_ids
-from proxy_app.chat_template import QWEN25_CODER, render
+from proxy_app.chat_template import QWEN25_CODER
 from proxy_app.config import Settings
+from proxy_app.families import QWEN25
+from proxy_app.families import render as render_published
 from tests.claude_code.session import MODEL, Turn, run_session
 from tests.conftest import API_KEY, LiveProxy
 
@@ -44,6 +47,27 @@ def prefills(prompts: list[str], answers: list[str]) -> list[int]:
         slots.serve(MODEL, raw_prompt_ids(MODEL, p), raw_prompt_ids(MODEL, a))
         for p, a in zip(prompts, answers, strict=True)
     ]
+
+
+# Claude Code adds system messages mid-session (after compaction: the deferred-tools list).
+LATE_SYSTEM = (
+    "The following deferred tools are now available via ToolSearch: NotebookEdit, WebFetch"
+)
+
+
+def with_late_system_message(turns: list[Turn]) -> Turn:
+    """A fourth turn (synthetic): the session's last, answered, then a system message and the
+    user's next words, as Claude Code sends after a compaction."""
+    last = turns[-1]
+    messages = [
+        *last.payload["messages"],
+        {"role": "assistant", "content": last.answer},
+        {"role": "system", "content": LATE_SYSTEM},
+        {"role": "user", "content": "now list the files"},
+    ]
+    payload = {**last.payload, "messages": messages}
+    tools = payload.get("tools") or []
+    return Turn(render_published(QWEN25, messages, tools), "Done.", payload)
 
 
 def compare(turns: list[Turn]) -> dict[str, list[int]]:
@@ -84,7 +108,7 @@ def measure() -> dict[str, Any]:
                 sessions[label] = run_session(proxy, double, API_KEY, work, home, ask)
         finally:
             proxy.stop()
-    turns = compare(sessions["first"])
+    turns = compare([*sessions["first"], with_late_system_message(sessions["first"])])
     new_sessions = {}
     for label in ("same project", "other project"):  # a warm slot holding the first session
         seq = sessions["first"][-1:] + sessions[label][:1]
@@ -101,7 +125,8 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         "A real Claude Code session (pinned CLI; Write, Bash, answer) through proxy_app; each",
         "prompt replayed through the double's one-slot KV model on Qwen's token ids",
-        "(`python -m bench.prompt_prefix`).",
+        "(`python -m bench.prompt_prefix`). Turn 4 is synthetic: turn 3 answered, then a system",
+        "message and the user's next words, as Claude Code sends after a compaction.",
         "",
         "| turn | prompt tokens before | prefilled before | prompt tokens after "
         "| prefilled after |",
