@@ -11,6 +11,7 @@ from proxy_app.cache import ResponseCache
 from proxy_app.config import Settings
 from proxy_app.generation import Backend
 from proxy_app.metrics import Metrics
+from proxy_app.offload import Offload
 from proxy_app.ollama import ModelCatalog, OllamaClient
 from proxy_app.tokens import TokenCounter
 
@@ -21,6 +22,10 @@ class Services:
     backend: Backend  # Ollama: its client, model catalog and token counter
     metrics: Metrics
     cache: ResponseCache  # disabled (never touches Redis) when PROXY_REDIS_URL is empty
+
+    @property
+    def offload(self) -> Offload:
+        return self.backend.offload
 
     @property
     def ollama(self) -> OllamaClient:

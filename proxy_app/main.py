@@ -29,6 +29,7 @@ from proxy_app.errors import (
 )
 from proxy_app.generation import Backend
 from proxy_app.metrics import Metrics
+from proxy_app.offload import Offload
 from proxy_app.ollama import ModelCatalog, OllamaClient
 from proxy_app.redact import install_access_log_filter
 from proxy_app.routes import health, messages, models
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             catalog=ModelCatalog(ollama),
             counter=TokenCounter(),
             metrics=app.state.metrics,
+            offload=Offload(settings.worker_threads),
         )
         services = Services(settings, backend, app.state.metrics, ResponseCache(settings))
         app.state.services = services
@@ -67,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await ollama.aclose()
             await services.cache.aclose()
+            backend.offload.close()
 
     app = FastAPI(
         title="proxy_app",
