@@ -10,6 +10,7 @@ streaming one frames (proxy_app.sse).
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -224,6 +225,7 @@ class Generation:
 
     async def __aiter__(self) -> AsyncIterator[list[Event]]:
         metrics = self.backend.metrics
+        started = time.perf_counter()
         try:
             async for batch in self._upstream():
                 yield batch
@@ -236,6 +238,7 @@ class Generation:
             raise
         machine, plan = self.machine, self.plan
         metrics.observe_tokens(plan.requested_model, machine.input_tokens, machine.output_tokens)
+        metrics.observe_generation(machine.output_tokens, time.perf_counter() - started)
         metrics.recovered_tool_calls += machine.recovered_calls
         if machine.prompt_eval_count:
             self.backend.counter.observe(

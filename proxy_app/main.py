@@ -28,6 +28,7 @@ from proxy_app.errors import (
     new_request_id,
 )
 from proxy_app.generation import Backend
+from proxy_app.lag import watch_lag
 from proxy_app.metrics import Metrics
 from proxy_app.offload import Offload
 from proxy_app.ollama import ModelCatalog, OllamaClient
@@ -63,10 +64,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.services = services
         # Qwen's vocabulary takes ~0.5 s to load: do it now rather than in the first request.
         await asyncio.to_thread(vocab.vocabulary_for, "qwen2")
+        lag = asyncio.create_task(watch_lag(app.state.metrics.event_loop_lag))
         try:
             # Lifespan state reaches uvicorn's protocol too: its refusals count in /metrics.
             yield {"metrics": app.state.metrics}
         finally:
+            lag.cancel()
             await ollama.aclose()
             await services.cache.aclose()
             backend.offload.close()
@@ -133,8 +136,8 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = new_request_id()
-        scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
+        scope.setdefault("state", {}).update(request_id=request_id, arrived=started)
         status = 500
         response_started = False
 

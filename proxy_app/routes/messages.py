@@ -22,6 +22,7 @@ from proxy_app.generation import Answer, Counted
 from proxy_app.offload import INLINE_BODY_BYTES
 from proxy_app.sse import LiveStream, format_event
 from proxy_app.streaming import new_message_id, replay_events
+from proxy_app.timing import Timed
 
 router = APIRouter()
 
@@ -49,7 +50,9 @@ async def create_message(request: Request, services: ServicesDep) -> Response:
     counted = await services.backend.count(planned, max_tokens=body.max_tokens)
     if warm_only:
         return _complete(body.stream, warmed(counted), policy.label)
-    answer = ThroughCache(services.cache, policy, services.backend.generate(counted))
+    generated = ThroughCache(services.cache, policy, services.backend.generate(counted))
+    arrived = request.state.arrived
+    answer = Timed(generated, services.metrics, arrived=arrived, stream=body.stream)
     headers = {"x-cache": policy.label}
     if not body.stream:
         return JSONResponse(await drain(answer), headers=headers)
