@@ -205,3 +205,39 @@ def test_connections_all_busy_get_529(make_proxy: Any, double: OllamaDouble) -> 
     while httpx.get(proxy.url + "/health", timeout=2).status_code != 200:
         assert time.monotonic() < deadline
         time.sleep(0.05)
+
+
+def chunked(body: bytes, size: int) -> bytes:
+    """`body` as chunks of `size` bytes, without the terminal chunk."""
+    return b"".join(
+        b"%x\r\n%s\r\n" % (len(body[i : i + size]), body[i : i + size])
+        for i in range(0, len(body), size)
+    )
+
+
+def test_trailers_count_against_the_header_limit(make_proxy: Any) -> None:
+    proxy = make_proxy(max_header_bytes=65536)
+    with connect(proxy) as sock:
+        push(sock, HEAD + b"transfer-encoding: chunked\r\n\r\n" + chunked(BODY, 64) + b"0\r\n")
+        push(sock, b"x-trailer: ")
+        sent = 0
+        while sent < 64 * 1024 * 1024 and push(sock, b"a" * 65536):
+            sent += 65536
+        status, headers, body = answer(sock)
+    assert sent < 4 * 1024 * 1024  # refused near the limit (the rest is socket buffers)
+    assert status == 431 and headers["connection"] == "close"
+    assert_envelope(body, "invalid_request_error", "trailers", "65536-byte limit")
+    assert proxy.app.state.metrics.refused["header_too_large"] == 1
+    assert_health(proxy)
+
+
+@pytest.mark.parametrize("chunk", [1, 4096], ids=["one-byte-chunks", "4k-chunks"])
+def test_chunked_body_with_small_trailers_is_served(make_proxy: Any, chunk: int) -> None:
+    """Framing is not trailers: a body of one-byte chunks has 6 bytes of framing per byte."""
+    proxy = make_proxy(max_header_bytes=1024)
+    padded = json.dumps({**json.loads(BODY), "metadata": {"pad": "p" * 4000}}).encode()
+    with connect(proxy) as sock:
+        head = HEAD + b"transfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+        push(sock, head + chunked(padded, chunk) + b"0\r\nx-checksum: abc\r\n\r\n")
+        status, _, body = answer(sock)
+    assert status == 200, body
