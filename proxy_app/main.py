@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from proxy_app import vocab
 from proxy_app.cache import ResponseCache
+from proxy_app.checks import Checks
 from proxy_app.config import Settings
 from proxy_app.deps import Services
 from proxy_app.errors import (
@@ -60,7 +61,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             metrics=app.state.metrics,
             offload=Offload(settings.worker_threads),
         )
-        services = Services(settings, backend, app.state.metrics, ResponseCache(settings))
+        cache = ResponseCache(settings)
+        checks = Checks(
+            model=settings.default_model, ollama=ollama, catalog=backend.catalog, cache=cache
+        )
+        services = Services(settings, backend, app.state.metrics, cache, checks)
         app.state.services = services
         # Qwen's vocabulary takes ~0.5 s to load: do it now rather than in the first request.
         await asyncio.to_thread(vocab.vocabulary_for, "qwen2")
