@@ -16,7 +16,8 @@ quadratic CPU), no timeout for a request that arrives slowly, and `limit_concurr
   evicts the longest-idle connection that has no request running; when every connection is
   busy it is answered 529 `overloaded_error` and closed.
 
-Those answers are written by the protocol itself, in Anthropic's error envelope.
+Those answers, and the 400 for a request httptools cannot parse (uvicorn's is plain text),
+are written by the protocol itself, in Anthropic's error envelope.
 """
 
 from __future__ import annotations
@@ -80,6 +81,9 @@ def uvicorn_options(settings: Settings, *, bind: bool = True) -> dict[str, Any]:
     return {
         "http": protocol_class(settings) if bind else f"{__name__}:GuardedHttpProtocol",
         "timeout_keep_alive": settings.idle_timeout,
+        # No WebSocket route: an `Upgrade: websocket` request is plain HTTP (the websockets
+        # library would answer it 403 in plain text).
+        "ws": "none",
         "proxy_headers": False,
         "server_header": False,
     }
@@ -169,6 +173,15 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self.reading_head, self.head_bytes, self.head_tail = True, 0, b""
         self.after_head = self.body_bytes = self.chunks = 0
         super().on_message_complete()
+
+    def send_400_response(self, msg: str) -> None:  # noqa: ARG002 - uvicorn's fixed sentence
+        """Malformed HTTP (httptools could not parse it): 400 in Anthropic's envelope, not
+        uvicorn's plain text; after a response has started, only the close."""
+        if self.cycle is not None and self.cycle.response_started:
+            self.transport.close()
+            return
+        message = "The request is not valid HTTP/1.1 and could not be parsed."
+        self._refuse(400, "invalid_request_error", message, "malformed_request")
 
     def idle(self) -> bool:
         """No request is running on this connection (it may be half-way through a head)."""

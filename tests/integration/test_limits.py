@@ -241,3 +241,43 @@ def test_chunked_body_with_small_trailers_is_served(make_proxy: Any, chunk: int)
         push(sock, head + chunked(padded, chunk) + b"0\r\nx-checksum: abc\r\n\r\n")
         status, _, body = answer(sock)
     assert status == 200, body
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"GARBAGE\r\n\r\n",
+        b"GET /health HTTP/9.9\r\nhost: proxy\r\n\r\n",
+        b"POST /v1/messages HTTP/1.1\r\nhost: proxy\r\ncontent-length: 5\r\n"
+        b"transfer-encoding: chunked\r\n\r\nhello",
+        b"POST /v1/messages HTTP/1.1\r\nhost: proxy\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n",
+        b"GET /health HTTP/1.1\r\nbad header\r\n\r\n",
+    ],
+    ids=["garbage", "version", "length-and-chunked", "bad-chunk-size", "header-without-colon"],
+)
+def test_malformed_http_gets_the_error_envelope(make_proxy: Any, raw: bytes) -> None:
+    proxy = make_proxy()
+    with connect(proxy) as sock:
+        push(sock, raw)
+        status, headers, body = answer(sock)
+    assert status == 400 and headers["connection"] == "close"
+    assert headers["content-type"] == "application/json"
+    assert_envelope(body, "invalid_request_error", "not valid HTTP/1.1")
+    assert proxy.app.state.metrics.refused["malformed_request"] == 1
+    assert_health(proxy)
+
+
+def test_websocket_upgrade_is_answered_as_plain_http(make_proxy: Any) -> None:
+    proxy = make_proxy()
+    with connect(proxy) as sock:
+        push(
+            sock,
+            b"GET /v1/messages HTTP/1.1\r\nhost: proxy\r\nconnection: Upgrade\r\n"
+            b"upgrade: websocket\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"sec-websocket-version: 13\r\n\r\n",
+        )
+        sock.settimeout(5)
+        data = sock.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 4") and b"application/json" in head
+    assert json.loads(body)["type"] == "error"
