@@ -50,8 +50,9 @@ async def create_message(request: Request, services: ServicesDep) -> Response:
     counted = await services.backend.count(planned, max_tokens=body.max_tokens)
     if warm_only:
         return _complete(body.stream, warmed(counted), policy.label)
-    generated = ThroughCache(services.cache, policy, services.backend.generate(counted))
     arrived = request.state.arrived
+    generation = services.backend.generate(counted)
+    generated = ThroughCache(services.cache, policy, generation, arrived=arrived)
     answer = Timed(generated, services.metrics, arrived=arrived, stream=body.stream)
     headers = {"x-cache": policy.label}
     if not body.stream:

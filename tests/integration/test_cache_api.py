@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import json
 from typing import Any
@@ -206,3 +207,22 @@ def test_redis_killed_then_restarted(
     metrics = httpx.get(cached.url + "/metrics").text
     assert "proxy_cache_hits_total 1" in metrics
     assert "proxy_cache_store_errors_total" in metrics
+
+
+async def burst(url: str, body: dict[str, Any], count: int) -> list[httpx.Response]:
+    limits = httpx.Limits(max_connections=count)
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+        return await asyncio.gather(
+            *(client.post("/v1/messages", json=body, headers={"x-api-key": API_KEY})
+              for _ in range(count))
+        )  # fmt: skip
+
+
+def test_a_burst_of_identical_fast_requests_generates_once(
+    cached: LiveProxy, double: OllamaDouble
+) -> None:
+    double.script(Reply("burst answer"))  # no prefill: it ends while the burst still arrives
+    responses = asyncio.run(burst(cached.url, BODY, 300))
+    assert len(double.chat_requests) == 1
+    assert {r.status_code for r in responses} == {200}
+    assert {r.json()["content"][0]["text"] for r in responses} == {"burst answer"}
