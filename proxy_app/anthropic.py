@@ -58,6 +58,11 @@ class MessagesRequest(CountTokensRequest):
     metadata: dict[str, Any] | None = None
 
 
+def content_blocks(request: CountTokensRequest) -> int:
+    """How many content blocks the request's messages hold (a string counts as one)."""
+    return sum(1 if isinstance(m.content, str) else len(m.content) for m in request.messages)
+
+
 def parse_body(raw: bytes, model: type[CountTokensRequest]) -> Any:
     """Decode and validate a request body, raising InvalidRequestError with the field's path."""
     try:

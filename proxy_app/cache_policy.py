@@ -8,6 +8,7 @@ requests in flight share one generation (single-flight, proxy_app.flight).
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -61,10 +62,18 @@ class ThroughCache:
     the others nothing; while it runs, its batches reach this answer's reader through a queue.
     """
 
-    def __init__(self, cache: ResponseCache, policy: CachePolicy, generation: Generation) -> None:
+    def __init__(
+        self,
+        cache: ResponseCache,
+        policy: CachePolicy,
+        generation: Generation,
+        *,
+        arrived: float = math.inf,
+    ) -> None:
         self.cache = cache
         self.policy = policy
         self.generation = generation
+        self.arrived = arrived  # time.perf_counter() at the request's arrival (flight.py)
         self._shared: Message | None = None  # the Message another request's generation made
 
     def start(self) -> list[Event]:
@@ -89,7 +98,8 @@ class ThroughCache:
                 live.put_nowait(batch)
             return await self._store()
 
-        flight = asyncio.ensure_future(self.cache.flights.run(self.policy.key, lead))
+        flights = self.cache.flights
+        flight = asyncio.ensure_future(flights.run(self.policy.key, lead, arrived=self.arrived))
         flight.add_done_callback(lambda _: live.put_nowait(None))  # this reader's end
         try:
             while (item := await live.get()) is not None:

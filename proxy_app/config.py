@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     max_connections: int = Field(default=1024, ge=16)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     workers: int = Field(default=1, ge=1)
+    # Threads per worker process for CPU-heavy steps (counting, large bodies): one per core
+    # would do for throughput, but under the GIL more threads keep one large count from
+    # queueing the ordinary ones behind it (proxy_app.offload).
+    worker_threads: int = Field(default=4, ge=1, le=64)
 
     redis_url: str = ""
     redis_ca_file: str = ""

@@ -8,9 +8,11 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from proxy_app.cache import ResponseCache
+from proxy_app.checks import Checks
 from proxy_app.config import Settings
 from proxy_app.generation import Backend
 from proxy_app.metrics import Metrics
+from proxy_app.offload import Offload
 from proxy_app.ollama import ModelCatalog, OllamaClient
 from proxy_app.tokens import TokenCounter
 
@@ -21,6 +23,11 @@ class Services:
     backend: Backend  # Ollama: its client, model catalog and token counter
     metrics: Metrics
     cache: ResponseCache  # disabled (never touches Redis) when PROXY_REDIS_URL is empty
+    checks: Checks  # /health's dependency checks, at most once a second each
+
+    @property
+    def offload(self) -> Offload:
+        return self.backend.offload
 
     @property
     def ollama(self) -> OllamaClient:

@@ -5,12 +5,23 @@ run two or three times on the GPU at once. The generation runs in its own task, 
 flight rather than by the request that started it, so the first requester leaving costs the
 others nothing; it is cancelled (closing the upstream request) when the last one leaves. The
 table is per process: with several uvicorn workers each worker has its own.
+
+A finished flight with a shareable result stays in the table (LINGER seconds at most, the
+LINGERING latest) for the requests that arrived while it ran: in a burst of identical fast
+requests, one that missed the response cache while the generation ran (its lookup came
+before the store, or Redis' pool was busy and it failed open) reaches the table after the
+flight ended, and generated again (300 requests → 2 generations, issue 25). A request that
+arrives after the flight ended starts its own, as before: a finished answer is not a cache
+(`no-store` stays no-store, an empty Redis is filled again).
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
+import math
+import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -18,30 +29,37 @@ T = TypeVar("T")
 
 
 class _Flight:
-    __slots__ = ("followers", "task", "waiters")
+    __slots__ = ("finished", "followers", "task", "waiters")
 
     def __init__(self, task: asyncio.Task[tuple[Any, Any]]) -> None:
         self.task = task
         self.followers = 0
         self.waiters = 0
+        self.finished = math.inf  # time.perf_counter() when its result was ready
 
 
 class SingleFlight:
     """One generation per key; every caller waiting on it gets its result."""
 
-    def __init__(self) -> None:
+    def __init__(self, linger: float | None = None) -> None:
         self.leaders = 0
         self.followers = 0
+        self.linger = LINGER if linger is None else linger
         self._flights: dict[str, _Flight] = {}
+        self._finished: OrderedDict[str, _Flight] = OrderedDict()  # lingering, oldest first
 
     async def run_once(self, key: str, produce: Callable[[], Awaitable[T]]) -> T:
         """``run`` without saying who produced the result."""
         result, _ = await self.run(key, produce)
         return result
 
-    async def run(self, key: str, produce: Callable[[], Awaitable[T]]) -> tuple[T, bool]:
+    async def run(
+        self, key: str, produce: Callable[[], Awaitable[T]], *, arrived: float = math.inf
+    ) -> tuple[T, bool]:
         """Run ``produce`` once for all concurrent callers with the same ``key`` in this process;
-        return its result and whether this caller's own ``produce`` made it.
+        return its result and whether this caller's own ``produce`` made it. ``arrived``
+        (time.perf_counter) is when the caller's request arrived: a flight that finished
+        before it is not joined.
 
         The first caller (the leader) starts ``produce()`` in a task of its own; callers
         arriving while it runs (followers) wait for the same task. ``produce`` returns the
@@ -56,6 +74,8 @@ class SingleFlight:
           one leaves.
         """
         flight = self._flights.get(key)
+        if flight is not None and flight.finished < arrived:
+            flight = None  # ended before this request arrived: not concurrent with it
         leader = flight is None
         if flight is None:
             flight = self._start(key, produce)
@@ -89,12 +109,18 @@ class SingleFlight:
         async def generate() -> tuple[Any, Any]:
             try:
                 produced = await produce()
-            finally:
-                if self._flights.get(key) is flight:
-                    del self._flights[key]
+            except BaseException:
+                self._forget(key, flight)
+                raise
             # Snapshot for the followers now, so that later changes by the leader's caller to
             # its own object cannot leak into what they receive.
-            snapshot = copy.deepcopy(produced) if flight.followers else produced
+            lingers = produced is not None and self.linger > 0
+            snapshot = copy.deepcopy(produced) if flight.followers or lingers else produced
+            flight.finished = time.perf_counter()
+            if lingers:
+                self._keep(key, flight)
+            else:
+                self._forget(key, flight)
             return produced, snapshot
 
         def finished(task: asyncio.Task[tuple[Any, Any]]) -> None:
@@ -106,6 +132,26 @@ class SingleFlight:
         self._flights[key] = flight
         return flight
 
+    def _keep(self, key: str, flight: _Flight) -> None:
+        """Leave a finished flight in the table for `linger` seconds."""
+        self._finished[key] = flight
+        self._finished.move_to_end(key)
+        while len(self._finished) > LINGERING:
+            self._forget(*self._finished.popitem(last=False))
+        asyncio.get_running_loop().call_later(self.linger, self._forget, key, flight)
+
+    def _forget(self, key: str, flight: _Flight) -> None:
+        if self._flights.get(key) is flight:
+            del self._flights[key]
+        if self._finished.get(key) is flight:
+            del self._finished[key]
+
     def in_flight(self) -> int:
         """Number of keys currently being produced (for /metrics or tests)."""
-        return len(self._flights)
+        return len(self._flights) - len(self._finished)
+
+
+# Seconds a finished flight answers identical requests: a burst on a busy 2-core host took
+# 10-14 s to arrive and be read (300 requests, Redis' pool of 16 failing some lookups open).
+LINGER = 30.0
+LINGERING = 256  # finished flights kept at most (each holds one Message)

@@ -10,6 +10,7 @@ streaming one frames (proxy_app.sse).
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -17,7 +18,8 @@ from typing import Any, Protocol
 import orjson
 
 from proxy_app.aliases import route_model
-from proxy_app.anthropic import CountTokensRequest
+from proxy_app.anthropic import CountTokensRequest, content_blocks
+from proxy_app.bound import refuse_unfittable
 from proxy_app.config import Settings
 from proxy_app.errors import (
     ContextOverflowError,
@@ -29,6 +31,7 @@ from proxy_app.errors import (
 )
 from proxy_app.metrics import Metrics
 from proxy_app.nesting import MAX_DEPTH
+from proxy_app.offload import INLINE_BLOCKS, Offload
 from proxy_app.ollama import CHAT, COMPLETION, ModelCatalog, ModelProfile, OllamaClient
 from proxy_app.streaming import AnthropicEventStream, Event
 from proxy_app.tokens import Measure, TokenCounter
@@ -121,18 +124,22 @@ class Backend:
         catalog: ModelCatalog,
         counter: TokenCounter,
         metrics: Metrics,
+        offload: Offload,
     ) -> None:
         self.settings = settings
         self.ollama = ollama
         self.catalog = catalog
         self.counter = counter
         self.metrics = metrics
+        self.offload = offload  # where translating a large request and counting run
 
     async def plan(self, request: CountTokensRequest, *, stream: bool = False) -> Plan:
         """Resolve the model (404 when Ollama lacks it) and translate `request`."""
         settings = self.settings
         upstream_model, digest, profile = await self._model(request.model)
-        upstream = to_ollama_request(
+        upstream = await self.offload.run_if(
+            content_blocks(request) > INLINE_BLOCKS,
+            to_ollama_request,
             request,
             model=upstream_model,
             num_ctx=settings.num_ctx_for(upstream_model),
@@ -141,14 +148,21 @@ class Backend:
         )
         return Plan(request, upstream_model, digest, profile, upstream, stream)
 
-    def count(self, plan: Plan, *, max_tokens: int | None = None) -> Counted:
+    async def count(self, plan: Plan, *, max_tokens: int | None = None) -> Counted:
         """Encode the plan's body and count its prompt; given `max_tokens`, refuse a prompt over
         `prompt_limit` (400 "prompt is too long"). Done after the cache lookup: a hit needs
-        neither."""
+        neither. Runs on the worker pool (proxy_app.offload), the event loop only waits."""
+        limit = None
+        if max_tokens is not None:
+            limit = prompt_limit(self.settings, plan.upstream_model, max_tokens)
+        return await self.offload.run(self._count, plan, limit)
+
+    def _count(self, plan: Plan, limit: int | None) -> Counted:
+        if limit is not None:  # a prompt whose size alone proves it too long is not counted
+            refuse_unfittable(plan.upstream.payload, limit)
         chat_body = _encode(plan, plan.upstream.payload)  # refuses JSON nested too deeply
         model = plan.upstream_model
         measure = self.counter.measure(model, plan.profile, plan.upstream.payload)
-        limit = None if max_tokens is None else prompt_limit(self.settings, model, max_tokens)
         if limit is not None and measure.tokens > limit:
             raise PromptTooLongError(measure.tokens, limit)
         if measure.prompt is None:
@@ -232,6 +246,7 @@ class Generation:
 
     async def __aiter__(self) -> AsyncIterator[list[Event]]:
         metrics = self.backend.metrics
+        started = time.perf_counter()
         try:
             async for batch in self._upstream():
                 yield batch
@@ -244,6 +259,7 @@ class Generation:
             raise
         machine, plan = self.machine, self.plan
         metrics.observe_tokens(plan.requested_model, machine.input_tokens, machine.output_tokens)
+        metrics.observe_generation(machine.output_tokens, time.perf_counter() - started)
         metrics.recovered_tool_calls += machine.recovered_calls
         if machine.prompt_eval_count:
             self.backend.counter.observe(

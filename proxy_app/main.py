@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from proxy_app import vocab
 from proxy_app.cache import ResponseCache
+from proxy_app.checks import Checks
 from proxy_app.config import Settings
 from proxy_app.deps import Services
 from proxy_app.errors import (
@@ -28,7 +29,9 @@ from proxy_app.errors import (
     new_request_id,
 )
 from proxy_app.generation import Backend
+from proxy_app.lag import watch_lag
 from proxy_app.metrics import Metrics
+from proxy_app.offload import Offload
 from proxy_app.ollama import ModelCatalog, OllamaClient
 from proxy_app.redact import install_access_log_filter
 from proxy_app.routes import health, messages, models
@@ -56,17 +59,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             catalog=ModelCatalog(ollama),
             counter=TokenCounter(),
             metrics=app.state.metrics,
+            offload=Offload(settings.worker_threads),
         )
-        services = Services(settings, backend, app.state.metrics, ResponseCache(settings))
+        cache = ResponseCache(settings)
+        checks = Checks(
+            model=settings.default_model, ollama=ollama, catalog=backend.catalog, cache=cache
+        )
+        services = Services(settings, backend, app.state.metrics, cache, checks)
         app.state.services = services
         # Qwen's vocabulary takes ~0.5 s to load: do it now rather than in the first request.
         await asyncio.to_thread(vocab.vocabulary_for, "qwen2")
+        lag = asyncio.create_task(watch_lag(app.state.metrics.event_loop_lag))
         try:
             # Lifespan state reaches uvicorn's protocol too: its refusals count in /metrics.
             yield {"metrics": app.state.metrics}
         finally:
+            lag.cancel()
             await ollama.aclose()
             await services.cache.aclose()
+            backend.offload.close()
 
     app = FastAPI(
         title="proxy_app",
@@ -130,8 +141,8 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = new_request_id()
-        scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
+        scope.setdefault("state", {}).update(request_id=request_id, arrived=started)
         status = 500
         response_started = False
 

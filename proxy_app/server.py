@@ -7,14 +7,17 @@ quadratic CPU), no timeout for a request that arrives slowly, and `limit_concurr
 503 plain text to everyone — /health included — once the cap is reached. This subclass adds:
 
 * PROXY_MAX_HEADER_BYTES: the request line and headers are counted before parsing; past the
-  limit the client gets 431 and the connection closes, whatever the header's size;
+  limit the client gets 431 and the connection closes, whatever the header's size. A chunked
+  body's trailers (headers after the last chunk, which httptools also joins by concatenation)
+  count against the same limit, with the chunks' framing allowed on top;
 * PROXY_CLIENT_TIMEOUT: a request must arrive completely (headers and body) within it, else
   408 and close; a new connection that sends nothing is closed after PROXY_IDLE_TIMEOUT;
 * PROXY_MAX_CONNECTIONS (kept below the open-file limit): at the cap a new connection
   evicts the longest-idle connection that has no request running; when every connection is
   busy it is answered 529 `overloaded_error` and closed.
 
-Those answers are written by the protocol itself, in Anthropic's error envelope.
+Those answers, and the 400 for a request httptools cannot parse (uvicorn's is plain text),
+are written by the protocol itself, in Anthropic's error envelope.
 """
 
 from __future__ import annotations
@@ -33,6 +36,9 @@ from proxy_app.errors import new_request_id
 
 # Descriptors kept for everything but clients: Ollama's pool (256), Redis' pool, files, logs.
 RESERVED_FDS = 256 + 64
+# Bytes of framing allowed per chunk besides its data: up to 16 hex digits of size and two
+# CRLFs (20), and some room for whitespace or a short extension.
+CHUNK_FRAMING = 32
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,9 @@ def uvicorn_options(settings: Settings, *, bind: bool = True) -> dict[str, Any]:
     return {
         "http": protocol_class(settings) if bind else f"{__name__}:GuardedHttpProtocol",
         "timeout_keep_alive": settings.idle_timeout,
+        # No WebSocket route: an `Upgrade: websocket` request is plain HTTP (the websockets
+        # library would answer it 403 in plain text).
+        "ws": "none",
         "proxy_headers": False,
         "server_header": False,
     }
@@ -100,6 +109,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self.head_bytes = 0
         self.reading_head = True
         self.head_tail = b""
+        self.after_head = 0  # bytes received since the head: body, chunk framing, trailers
+        self.body_bytes = 0
+        self.chunks = 0
         self.request_timer: asyncio.TimerHandle | None = None
         self.last_active = self.loop.time()
 
@@ -124,17 +136,33 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_active = self.loop.time()
+        limit = self.bound.max_header_bytes
         if self.reading_head and self._head_too_large(data):
-            limit = self.bound.max_header_bytes
             message = f"The request headers are over the {limit}-byte limit."
             self._refuse(431, "invalid_request_error", message, "header_too_large")
             return
+        if not self.reading_head:
+            self.after_head += len(data)
         super().data_received(data)
+        if not self._trailers_too_large():
+            return
+        if self.cycle is not None and self.cycle.response_started:
+            self.transport.close()  # answered already (a 401 before the body): just stop
+            return
+        message = f"The request's trailers are over the {limit}-byte limit."
+        self._refuse(431, "invalid_request_error", message, "header_too_large")
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._cancel_request_timer()
         self.request_timer = self.loop.call_later(self.bound.client_timeout, self._timed_out)
+
+    def on_body(self, body: bytes) -> None:
+        self.body_bytes += len(body)
+        super().on_body(body)
+
+    def on_chunk_header(self) -> None:
+        self.chunks += 1
 
     def on_headers_complete(self) -> None:
         self.reading_head = False
@@ -143,7 +171,17 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         self._cancel_request_timer()
         self.reading_head, self.head_bytes, self.head_tail = True, 0, b""
+        self.after_head = self.body_bytes = self.chunks = 0
         super().on_message_complete()
+
+    def send_400_response(self, msg: str) -> None:  # noqa: ARG002 - uvicorn's fixed sentence
+        """Malformed HTTP (httptools could not parse it): 400 in Anthropic's envelope, not
+        uvicorn's plain text; after a response has started, only the close."""
+        if self.cycle is not None and self.cycle.response_started:
+            self.transport.close()
+            return
+        message = "The request is not valid HTTP/1.1 and could not be parsed."
+        self._refuse(400, "invalid_request_error", message, "malformed_request")
 
     def idle(self) -> bool:
         """No request is running on this connection (it may be half-way through a head)."""
@@ -155,7 +193,17 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         counted = len(data) if end < 0 else max(end + 4 - len(self.head_tail), 0)
         self.head_tail = data[-3:]
         self.head_bytes += counted
+        self.after_head += len(data) - counted
         return self.head_bytes > self.bound.max_header_bytes
+
+    def _trailers_too_large(self) -> bool:
+        """What arrived after the head that is neither body nor chunk framing is past the limit.
+
+        Checked after each read, so the parser never holds more than the limit plus one read
+        of a trailer: its cost stays linear in what the client sends.
+        """
+        unframed = self.after_head - self.body_bytes - CHUNK_FRAMING * self.chunks
+        return unframed > self.bound.max_header_bytes and not self.transport.is_closing()
 
     def _evict_one(self) -> bool:
         """Close the longest-idle connection without a running request; False if none."""

@@ -14,6 +14,7 @@ is never answered with less than Ollama's count (README, "How prompts are counte
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import math
@@ -137,23 +138,27 @@ class QwenCounter:
 
     def _piece_tokens(self, piece: str) -> int:
         key = (hash(piece), len(piece))
-        if key in self._pieces:
-            self._pieces.move_to_end(key)
-            return self._pieces[key]
+        known = self._pieces.get(key)  # one lookup: counts run on several worker threads
+        if known is not None:
+            with contextlib.suppress(KeyError):  # evicted by another thread meanwhile
+                self._pieces.move_to_end(key)
+            return known
         tokens = self._pieces[key] = vocab.count(self.encoding, piece)
         if len(self._pieces) > PIECES:
             self._pieces.popitem(last=False)
         return tokens
 
     def _tools_section(self, tools: list[dict[str, Any]], key: bytes) -> tuple[str, int]:
-        if key in self._tools:
-            self._tools.move_to_end(key)
-            return self._tools[key]
+        known = self._tools.get(key)
+        if known is not None:
+            with contextlib.suppress(KeyError):  # another thread may have evicted it
+                self._tools.move_to_end(key)
+            return known
         section = self.family.tools(tools)
-        self._tools[key] = section, vocab.count(self.encoding, section)
+        entry = self._tools[key] = section, vocab.count(self.encoding, section)
         if len(self._tools) > REMEMBERED:
             self._tools.popitem(last=False)
-        return self._tools[key]
+        return entry
 
 
 class TokenCounter:

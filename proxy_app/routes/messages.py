@@ -7,7 +7,7 @@ server-sent events (proxy_app.sse).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -16,22 +16,26 @@ from starlette.requests import ClientDisconnect
 from proxy_app.anthropic import CountTokensRequest, MessagesRequest, parse_body
 from proxy_app.auth import authenticate
 from proxy_app.cache_policy import CachePolicy, ThroughCache, cache_policy
-from proxy_app.deps import ServicesDep
+from proxy_app.deps import Services, ServicesDep
 from proxy_app.errors import ClientDisconnectedError, RequestTooLargeError
 from proxy_app.generation import Answer, Counted
+from proxy_app.offload import INLINE_BODY_BYTES
 from proxy_app.sse import LiveStream, format_event
 from proxy_app.streaming import new_message_id, replay_events
+from proxy_app.timing import Timed
 
 router = APIRouter()
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+Parsed = TypeVar("Parsed", bound=CountTokensRequest)
 
 
 @router.post("/v1/messages")
 async def create_message(request: Request, services: ServicesDep) -> Response:
     settings = services.settings
     api_key = authenticate(request, settings.api_keys)
-    body = parse_body(await read_body(request, settings.max_body_bytes), MessagesRequest)
+    raw = await read_body(request, settings.max_body_bytes)
+    body = await parse(services, raw, MessagesRequest)
     planned = await services.backend.plan(body, stream=body.stream)
     warm_only = body.max_tokens == 0  # only warms the prompt: nothing to cache or generate
     directives = request.headers.get("cache-control", "")
@@ -43,10 +47,13 @@ async def create_message(request: Request, services: ServicesDep) -> Response:
     hit = await services.cache.get(policy.key) if policy.read else None
     if hit is not None:
         return _complete(body.stream, {**hit, "id": new_message_id(), "model": body.model}, "HIT")
-    counted = services.backend.count(planned, max_tokens=body.max_tokens)
+    counted = await services.backend.count(planned, max_tokens=body.max_tokens)
     if warm_only:
         return _complete(body.stream, warmed(counted), policy.label)
-    answer = ThroughCache(services.cache, policy, services.backend.generate(counted))
+    arrived = request.state.arrived
+    generation = services.backend.generate(counted)
+    generated = ThroughCache(services.cache, policy, generation, arrived=arrived)
+    answer = Timed(generated, services.metrics, arrived=arrived, stream=body.stream)
     headers = {"x-cache": policy.label}
     if not body.stream:
         return JSONResponse(await drain(answer), headers=headers)
@@ -62,12 +69,19 @@ async def create_message(request: Request, services: ServicesDep) -> Response:
 @router.post("/v1/messages/count_tokens")
 async def count_tokens(request: Request, services: ServicesDep) -> JSONResponse:
     authenticate(request, services.settings.api_keys)
-    body = parse_body(
-        await read_body(request, services.settings.max_body_bytes), CountTokensRequest
-    )
+    raw = await read_body(request, services.settings.max_body_bytes)
+    body = await parse(services, raw, CountTokensRequest)
     planned = await services.backend.plan(body)
-    counted = services.backend.count(planned)  # refuses what could not be sent to Ollama
+    counted = await services.backend.count(planned)  # refuses what could not be sent to Ollama
     return JSONResponse({"input_tokens": counted.tokens})
+
+
+async def parse(services: Services, raw: bytes, model: type[Parsed]) -> Parsed:
+    """The validated body; a large one is parsed on the worker pool."""
+    parsed: Parsed = await services.offload.run_if(
+        len(raw) > INLINE_BODY_BYTES, parse_body, raw, model
+    )
+    return parsed
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -53,3 +54,46 @@ async def test_a_follower_that_reruns_after_a_failure_generated() -> None:
     with pytest.raises(RuntimeError):
         await leader
     assert await asyncio.wait_for(follower, 2) == ("own", True)
+
+
+async def test_a_request_that_arrived_during_the_flight_joins_it_after_it_ended() -> None:
+    """The burst race: looked up the cache while the flight ran, reached the table after."""
+    flights = SingleFlight()
+    calls = 0
+
+    async def produce() -> dict[str, int]:
+        nonlocal calls
+        calls += 1
+        return {"call": calls}
+
+    arrived = time.perf_counter()
+    first = await flights.run("k", produce)
+    late = await flights.run("k", produce, arrived=arrived)
+    assert (first, late) == (({"call": 1}, True), ({"call": 1}, False))
+    assert late[0] is not first[0]  # a copy: the leader's object stays its own
+    assert flights.in_flight() == 0
+
+
+async def test_a_request_that_arrived_after_the_flight_ended_starts_its_own() -> None:
+    flights = SingleFlight()
+    calls = 0
+
+    async def produce() -> int:
+        nonlocal calls
+        calls += 1
+        return calls
+
+    await flights.run("k", produce)
+    assert await flights.run("k", produce, arrived=time.perf_counter()) == (2, True)
+
+
+async def test_a_finished_flight_is_forgotten_after_its_linger() -> None:
+    flights = SingleFlight(linger=0.05)
+    arrived = time.perf_counter()
+
+    async def produce() -> str:
+        return "answer"
+
+    await flights.run("k", produce)
+    await asyncio.sleep(0.1)
+    assert await flights.run("k", produce, arrived=arrived) == ("answer", True)

@@ -106,3 +106,22 @@ def test_qwen3_coder_is_counted_with_its_own_template(
     response = httpx.post(f"{proxy.url}/v1/messages", json=body, headers=HEADERS, timeout=30)
     assert response.status_code == 200, response.text
     assert response.json()["usage"]["input_tokens"] == 12153
+
+
+def test_a_prompt_that_can_never_fit_is_refused_without_a_count(
+    proxy: LiveProxy, double: OllamaDouble, monkeypatch: Any
+) -> None:
+    """4 MiB of user text is at least 32,768 tokens (128 bytes a token at most): 400 at once."""
+    counted: list[str] = []
+    monkeypatch.setattr(proxy.services.counter, "measure", lambda *a: counted.append("!"))
+    body = {
+        "model": "claude-sonnet-5",
+        "max_tokens": 4096,
+        "messages": [{"role": "user", "content": "x" * (4 * 1024 * 1024)}],
+    }
+    response = httpx.post(f"{proxy.url}/v1/messages", json=body, headers=HEADERS, timeout=30)
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == (
+        "prompt is too long: 32768 tokens > 28672 maximum"
+    )
+    assert counted == [] and double.chat_requests == []

@@ -205,3 +205,79 @@ def test_connections_all_busy_get_529(make_proxy: Any, double: OllamaDouble) -> 
     while httpx.get(proxy.url + "/health", timeout=2).status_code != 200:
         assert time.monotonic() < deadline
         time.sleep(0.05)
+
+
+def chunked(body: bytes, size: int) -> bytes:
+    """`body` as chunks of `size` bytes, without the terminal chunk."""
+    return b"".join(
+        b"%x\r\n%s\r\n" % (len(body[i : i + size]), body[i : i + size])
+        for i in range(0, len(body), size)
+    )
+
+
+def test_trailers_count_against_the_header_limit(make_proxy: Any) -> None:
+    proxy = make_proxy(max_header_bytes=65536)
+    with connect(proxy) as sock:
+        push(sock, HEAD + b"transfer-encoding: chunked\r\n\r\n" + chunked(BODY, 64) + b"0\r\n")
+        push(sock, b"x-trailer: ")
+        sent = 0
+        while sent < 64 * 1024 * 1024 and push(sock, b"a" * 65536):
+            sent += 65536
+        status, headers, body = answer(sock)
+    assert sent < 4 * 1024 * 1024  # refused near the limit (the rest is socket buffers)
+    assert status == 431 and headers["connection"] == "close"
+    assert_envelope(body, "invalid_request_error", "trailers", "65536-byte limit")
+    assert proxy.app.state.metrics.refused["header_too_large"] == 1
+    assert_health(proxy)
+
+
+@pytest.mark.parametrize("chunk", [1, 4096], ids=["one-byte-chunks", "4k-chunks"])
+def test_chunked_body_with_small_trailers_is_served(make_proxy: Any, chunk: int) -> None:
+    """Framing is not trailers: a body of one-byte chunks has 6 bytes of framing per byte."""
+    proxy = make_proxy(max_header_bytes=1024)
+    padded = json.dumps({**json.loads(BODY), "metadata": {"pad": "p" * 4000}}).encode()
+    with connect(proxy) as sock:
+        head = HEAD + b"transfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+        push(sock, head + chunked(padded, chunk) + b"0\r\nx-checksum: abc\r\n\r\n")
+        status, _, body = answer(sock)
+    assert status == 200, body
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"GARBAGE\r\n\r\n",
+        b"GET /health HTTP/9.9\r\nhost: proxy\r\n\r\n",
+        b"POST /v1/messages HTTP/1.1\r\nhost: proxy\r\ncontent-length: 5\r\n"
+        b"transfer-encoding: chunked\r\n\r\nhello",
+        b"POST /v1/messages HTTP/1.1\r\nhost: proxy\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n",
+        b"GET /health HTTP/1.1\r\nbad header\r\n\r\n",
+    ],
+    ids=["garbage", "version", "length-and-chunked", "bad-chunk-size", "header-without-colon"],
+)
+def test_malformed_http_gets_the_error_envelope(make_proxy: Any, raw: bytes) -> None:
+    proxy = make_proxy()
+    with connect(proxy) as sock:
+        push(sock, raw)
+        status, headers, body = answer(sock)
+    assert status == 400 and headers["connection"] == "close"
+    assert headers["content-type"] == "application/json"
+    assert_envelope(body, "invalid_request_error", "not valid HTTP/1.1")
+    assert proxy.app.state.metrics.refused["malformed_request"] == 1
+    assert_health(proxy)
+
+
+def test_websocket_upgrade_is_answered_as_plain_http(make_proxy: Any) -> None:
+    proxy = make_proxy()
+    with connect(proxy) as sock:
+        push(
+            sock,
+            b"GET /v1/messages HTTP/1.1\r\nhost: proxy\r\nconnection: Upgrade\r\n"
+            b"upgrade: websocket\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"sec-websocket-version: 13\r\n\r\n",
+        )
+        sock.settimeout(5)
+        data = sock.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 4") and b"application/json" in head
+    assert json.loads(body)["type"] == "error"

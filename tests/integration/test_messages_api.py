@@ -315,7 +315,8 @@ def test_health_reports_components(proxy: LiveProxy, double: OllamaDouble) -> No
     assert body["components"]["ollama"]["status"] == "ok"
     assert body["components"]["model"]["name"] == "qwen2.5-coder:7b"
     double.remove_model("qwen2.5-coder:7b")
-    assert httpx.get(proxy.url + "/health").json()["status"] == "degraded"
+    deep = httpx.get(proxy.url + "/health?deep=1", headers={"x-api-key": API_KEY})
+    assert deep.json()["status"] == "degraded"  # checked now
 
 
 def test_health_unhealthy_without_ollama(make_proxy: Any) -> None:

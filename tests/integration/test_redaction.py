@@ -17,7 +17,7 @@ def test_ollama_url_credentials_are_never_echoed(make_proxy: Any, double: Ollama
     proxy = make_proxy(ollama_url=f"http://admin:s3cret@{host}")
     assert httpx.get(proxy.url + "/health").json()["status"] == "healthy"
     double.stop()
-    health = httpx.get(proxy.url + "/health")
+    health = httpx.get(proxy.url + "/health?deep=1", headers={"x-api-key": API_KEY})
     assert health.status_code == 503
     assert "s3cret" not in health.text and "***@" in health.text
     body = {"model": "m", "max_tokens": 4, "messages": [{"role": "user", "content": "x"}]}
