@@ -234,21 +234,27 @@ class ResponseCache:
 
     async def get(self, key: str) -> dict[str, Any] | None:
         """The stored Message dict, or None on a miss, when disabled, or on any Redis error."""
+        message, _ = await self.lookup(key)
+        return message
+
+    async def lookup(self, key: str) -> tuple[dict[str, Any] | None, bool]:
+        """`get`, and whether the answer is unknown rather than absent (Redis failed or its
+        breaker is open: the lookup failed open)."""
         redis = self._usable()
         if redis is None:
             if self.enabled:
                 self.misses += 1
-            return None
+            return None, self.enabled
         try:
             raw = await redis.get(key)
         except Exception as exc:
             self._failed("get", exc)
             self.misses += 1
-            return None
+            return None, True
         self._recovered()
         if raw is None:
             self.misses += 1
-            return None
+            return None, False
         try:
             value = json.loads(raw)
         except ValueError:
@@ -256,9 +262,9 @@ class ResponseCache:
         if not isinstance(value, dict):
             log.warning("response cache: ignoring undecodable entry %s", key)
             self.misses += 1
-            return None
+            return None, False
         self.hits += 1
-        return value
+        return value, False
 
     async def put(self, key: str, message: Mapping[str, Any]) -> None:
         """Store a complete Message for ``cache_ttl`` seconds; anything else is silently refused."""

@@ -98,8 +98,12 @@ class ThroughCache:
                 live.put_nowait(batch)
             return await self._store()
 
-        flights = self.cache.flights
-        flight = asyncio.ensure_future(flights.run(self.policy.key, lead, arrived=self.arrived))
+        # A flight whose answer was stored stays joinable once finished (flight.py's linger):
+        # for a request reading the cache it is the hit a busy or failing Redis just missed.
+        # One not stored (`no-store`) is joined only by requests that overlapped it.
+        write = self.policy.write
+        run = self.cache.flights.run(self.policy.key, lead, arrived=self.arrived, linger=write)
+        flight = asyncio.ensure_future(run)
         flight.add_done_callback(lambda _: live.put_nowait(None))  # this reader's end
         try:
             while (item := await live.get()) is not None:

@@ -11,8 +11,10 @@ LINGERING latest) for the requests that arrived while it ran: in a burst of iden
 requests, one that missed the response cache while the generation ran (its lookup came
 before the store, or Redis' pool was busy and it failed open) reaches the table after the
 flight ended, and generated again (300 requests → 2 generations, issue 25). A request that
-arrives after the flight ended starts its own, as before: a finished answer is not a cache
-(`no-store` stays no-store, an empty Redis is filled again).
+arrives after the flight ended starts its own, as before, unless its cache lookup failed open
+(routes/messages.py passes `arrived=-inf`): then the lingering answer is the hit it missed.
+Only a flight whose answer was stored lingers (`linger`): `no-store` stays no-store, and an
+empty Redis is filled again.
 """
 
 from __future__ import annotations
@@ -54,7 +56,12 @@ class SingleFlight:
         return result
 
     async def run(
-        self, key: str, produce: Callable[[], Awaitable[T]], *, arrived: float = math.inf
+        self,
+        key: str,
+        produce: Callable[[], Awaitable[T]],
+        *,
+        arrived: float = math.inf,
+        linger: bool = True,
     ) -> tuple[T, bool]:
         """Run ``produce`` once for all concurrent callers with the same ``key`` in this process;
         return its result and whether this caller's own ``produce`` made it. ``arrived``
@@ -78,7 +85,7 @@ class SingleFlight:
             flight = None  # ended before this request arrived: not concurrent with it
         leader = flight is None
         if flight is None:
-            flight = self._start(key, produce)
+            flight = self._start(key, produce, linger)
             self.leaders += 1
         else:
             self.followers += 1
@@ -105,7 +112,7 @@ class SingleFlight:
         copied: T = copy.deepcopy(snapshot)
         return copied, False
 
-    def _start(self, key: str, produce: Callable[[], Awaitable[Any]]) -> _Flight:
+    def _start(self, key: str, produce: Callable[[], Awaitable[Any]], linger: bool) -> _Flight:
         async def generate() -> tuple[Any, Any]:
             try:
                 produced = await produce()
@@ -114,7 +121,7 @@ class SingleFlight:
                 raise
             # Snapshot for the followers now, so that later changes by the leader's caller to
             # its own object cannot leak into what they receive.
-            lingers = produced is not None and self.linger > 0
+            lingers = linger and produced is not None and self.linger > 0
             snapshot = copy.deepcopy(produced) if flight.followers or lingers else produced
             flight.finished = time.perf_counter()
             if lingers:

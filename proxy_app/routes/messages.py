@@ -7,6 +7,7 @@ server-sent events (proxy_app.sse).
 
 from __future__ import annotations
 
+import math
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
@@ -44,7 +45,7 @@ async def create_message(request: Request, services: ServicesDep) -> Response:
         if warm_only
         else cache_policy(services.cache, planned, api_key=api_key, directives=directives)
     )
-    hit = await services.cache.get(policy.key) if policy.read else None
+    hit, failed = await services.cache.lookup(policy.key) if policy.read else (None, False)
     if hit is not None:
         return _complete(body.stream, {**hit, "id": new_message_id(), "model": body.model}, "HIT")
     counted = await services.backend.count(planned, max_tokens=body.max_tokens)
@@ -52,7 +53,10 @@ async def create_message(request: Request, services: ServicesDep) -> Response:
         return _complete(body.stream, warmed(counted), policy.label)
     arrived = request.state.arrived
     generation = services.backend.generate(counted)
-    generated = ThroughCache(services.cache, policy, generation, arrived=arrived)
+    # a lookup that failed open may join a stored answer that finished before it (flight.py):
+    # it arrived, as far as the flights can tell, before any of them ended
+    joins = -math.inf if failed else arrived
+    generated = ThroughCache(services.cache, policy, generation, arrived=joins)
     answer = Timed(generated, services.metrics, arrived=arrived, stream=body.stream)
     headers = {"x-cache": policy.label}
     if not body.stream:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 
 import pytest
@@ -97,3 +98,33 @@ async def test_a_finished_flight_is_forgotten_after_its_linger() -> None:
     await flights.run("k", produce)
     await asyncio.sleep(0.1)
     assert await flights.run("k", produce, arrived=arrived) == ("answer", True)
+
+
+async def test_a_flight_whose_answer_was_not_stored_does_not_linger() -> None:
+    """`no-store`: a finished flight is joined only by requests that overlapped it."""
+    flights = SingleFlight()
+    calls = 0
+
+    async def produce() -> int:
+        nonlocal calls
+        calls += 1
+        return calls
+
+    arrived = time.perf_counter()
+    assert await flights.run("k", produce, linger=False) == (1, True)
+    assert await flights.run("k", produce, arrived=arrived) == (2, True)
+
+
+async def test_a_lookup_that_failed_open_joins_a_stored_answer_that_finished_before_it() -> None:
+    """Redis busy or down when the request looked (arrived = -inf, routes/messages.py): the
+    lingering stored answer is the hit it missed."""
+    flights = SingleFlight()
+    calls = 0
+
+    async def produce() -> int:
+        nonlocal calls
+        calls += 1
+        return calls
+
+    await flights.run("k", produce)
+    assert await flights.run("k", produce, arrived=-math.inf) == (1, False)
