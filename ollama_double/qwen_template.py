@@ -18,6 +18,7 @@ from typing import Any
 
 from ollama_double.gofmt import go_json, go_print
 from proxy_app.chat_template import QwenTemplate
+from proxy_app.families.chatml import with_image_tags
 
 TOOLS_MARK = "# Tools"
 
@@ -78,7 +79,7 @@ def _collate(messages: Sequence[dict[str, Any]]) -> tuple[str, list[dict[str, An
     images = 0
     for message in messages:
         role = str(message.get("role", "")).lower()
-        content = _content(message, images)
+        content = with_image_tags(message, images)
         images += len(message.get("images") or [])
         if role == "system":
             systems.append(content)
@@ -87,18 +88,6 @@ def _collate(messages: Sequence[dict[str, Any]]) -> tuple[str, list[dict[str, An
         else:
             turns.append({"role": role, "content": content, "calls": message.get("tool_calls")})
     return "\n\n".join(systems), turns
-
-
-def _content(message: dict[str, Any], first_image: int) -> str:
-    """Content with Ollama's `[img-N]` tags for attached images (server/prompt.go)."""
-    content = str(message.get("content") or "")
-    prefix = ""
-    for n in range(first_image, first_image + len(message.get("images") or [])):
-        if "[img]" in content:
-            content = content.replace("[img]", f"[img-{n}]", 1)
-        else:
-            prefix += f"[img-{n}]"
-    return prefix + content
 
 
 def _turn(turn: dict[str, Any], *, last: bool) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 START, END = "<|im_start|>", "<|im_end|>"
@@ -20,9 +21,9 @@ def text(value: Any) -> str:
     return value if isinstance(value, str) else str(value)
 
 
-def content(message: dict[str, Any], first_image: int) -> str:
-    """A message's text, with Ollama's `[img-N]` tags for attached images (the published
-    templates take text only; a tag marks where an image was, as Ollama's own prompt does)."""
+def with_image_tags(message: dict[str, Any], first_image: int) -> str:
+    """A message's text, with Ollama's `[img-N]` tags for attached images (server/prompt.go;
+    the published templates take text only: a tag marks where an image was)."""
     body = str(message.get("content") or "")
     prefix = ""
     for n in range(first_image, first_image + len(message.get("images") or [])):
@@ -37,9 +38,22 @@ def contents(messages: list[dict[str, Any]]) -> list[str]:
     """Every message's text, images numbered across the conversation."""
     out, images = [], 0
     for message in messages:
-        out.append(content(message, images))
+        out.append(with_image_tags(message, images))
         images += len(message.get("images") or [])
     return out
+
+
+def turn_pieces(turns: list[dict[str, Any]], render: Callable[[int], str]) -> list[str]:
+    """`render(i)` of every turn, one piece each; consecutive tool results share one user turn
+    and so one piece (no token boundary is sure between them)."""
+    pieces: list[str] = []
+    for i, message in enumerate(turns):
+        piece = render(i)
+        if message.get("role") == "tool" and i > 0 and turns[i - 1].get("role") == "tool":
+            pieces[-1] += piece
+        elif piece:
+            pieces.append(piece)
+    return pieces
 
 
 def close_last(pieces: list[str], messages: list[dict[str, Any]]) -> None:

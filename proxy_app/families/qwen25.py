@@ -17,7 +17,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from proxy_app.families.chatml import END, START, close_last, contents, text, tojson
+from proxy_app.families.chatml import (
+    END,
+    START,
+    close_last,
+    contents,
+    text,
+    tojson,
+    turn_pieces,
+)
 
 DEFAULT_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
 TOOLS = (
@@ -42,20 +50,13 @@ class Qwen25:
         texts = contents(messages)
         has_system = bool(messages) and messages[0].get("role") == "system"
         system = texts[0] if has_system else DEFAULT_SYSTEM
-        pieces: list[str] = []
+        turns, bodies = (messages[1:], texts[1:]) if has_system else (messages, texts)
+        pieces = turn_pieces(turns, lambda i: _turn(turns, bodies, i))
         if has_tools:
             head = f"{START}system\n{system}\n\n"
-            pieces.append(END + "\n")
+            pieces.insert(0, END + "\n")
         else:
             head = f"{START}system\n{system}{END}\n"
-        for i, message in enumerate(messages):
-            if i == 0 and has_system:
-                continue
-            piece = _turn(messages, texts, i)
-            if message.get("role") == "tool" and i > 0 and messages[i - 1].get("role") == "tool":
-                pieces[-1] += piece  # one user turn for consecutive results: one piece
-            elif piece:
-                pieces.append(piece)
         close_last(pieces, messages)
         return head, pieces
 

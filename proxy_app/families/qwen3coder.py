@@ -18,7 +18,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from proxy_app.families.chatml import END, START, close_last, contents, text, tojson
+from proxy_app.families.chatml import (
+    END,
+    START,
+    close_last,
+    contents,
+    text,
+    tojson,
+    turn_pieces,
+)
 
 DEFAULT_SYSTEM = (
     "You are Qwen, a helpful AI assistant that can interact with a computer to solve tasks."
@@ -48,17 +56,12 @@ class Qwen3Coder:
         texts = contents(messages)
         has_system = bool(messages) and messages[0].get("role") == "system"
         turns, bodies = (messages[1:], texts[1:]) if has_system else (messages, texts)
-        head, pieces = "", []
+        pieces = turn_pieces(turns, lambda i: _turn(turns, bodies, i))
+        head = ""
         if has_system or has_tools:
             head = f"{START}system\n" + (texts[0] if has_system else DEFAULT_SYSTEM)
             head += "\n\n" if has_tools else ""
-            pieces.append(END + "\n")
-        for i, message in enumerate(turns):
-            piece = _turn(turns, bodies, i)
-            if message.get("role") == "tool" and i > 0 and turns[i - 1].get("role") == "tool":
-                pieces[-1] += piece  # one user turn for consecutive results: one piece
-            else:
-                pieces.append(piece)
+            pieces.insert(0, END + "\n")
         close_last(pieces, messages)
         return head, pieces
 
