@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 START, END = "<|im_start|>", "<|im_end|>"
@@ -43,6 +43,18 @@ def contents(messages: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def split_system(
+    messages: Sequence[dict[str, Any]],
+) -> tuple[str | None, list[dict[str, Any]], list[str]]:
+    """The first message's text when it is a system one (the templates' `messages[0]`), and
+    the other messages with their texts (images tagged across the whole conversation)."""
+    listed = list(messages)
+    texts = contents(listed)
+    if listed and listed[0].get("role") == "system":
+        return texts[0], listed[1:], texts[1:]
+    return None, listed, texts
+
+
 def turn_pieces(turns: list[dict[str, Any]], render: Callable[[int], str]) -> list[str]:
     """`render(i)` of every turn, one piece each; consecutive tool results share one user turn
     and so one piece (no token boundary is sure between them)."""
@@ -56,7 +68,7 @@ def turn_pieces(turns: list[dict[str, Any]], render: Callable[[int], str]) -> li
     return pieces
 
 
-def close_last(pieces: list[str], messages: list[dict[str, Any]]) -> None:
+def close_last(pieces: list[str], messages: Sequence[dict[str, Any]]) -> None:
     """End the prompt as `add_generation_prompt` does, or, when the conversation ends with an
     assistant turn (a prefill), leave that turn open for the model to continue (Hugging Face's
     `continue_final_message`)."""

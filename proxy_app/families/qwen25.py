@@ -21,7 +21,7 @@ from proxy_app.families.chatml import (
     END,
     START,
     close_last,
-    contents,
+    split_system,
     text,
     tojson,
     turn_pieces,
@@ -46,11 +46,8 @@ class Qwen25:
     def around_tools(
         self, messages: Sequence[dict[str, Any]], *, has_tools: bool
     ) -> tuple[str, list[str]]:
-        messages = list(messages)
-        texts = contents(messages)
-        has_system = bool(messages) and messages[0].get("role") == "system"
-        system = texts[0] if has_system else DEFAULT_SYSTEM
-        turns, bodies = (messages[1:], texts[1:]) if has_system else (messages, texts)
+        first, turns, bodies = split_system(messages)
+        system = DEFAULT_SYSTEM if first is None else first
         pieces = turn_pieces(turns, lambda i: _turn(turns, bodies, i))
         if has_tools:
             head = f"{START}system\n{system}\n\n"

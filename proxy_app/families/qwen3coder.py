@@ -22,7 +22,7 @@ from proxy_app.families.chatml import (
     END,
     START,
     close_last,
-    contents,
+    split_system,
     text,
     tojson,
     turn_pieces,
@@ -52,14 +52,11 @@ class Qwen3Coder:
     def around_tools(
         self, messages: Sequence[dict[str, Any]], *, has_tools: bool
     ) -> tuple[str, list[str]]:
-        messages = list(messages)
-        texts = contents(messages)
-        has_system = bool(messages) and messages[0].get("role") == "system"
-        turns, bodies = (messages[1:], texts[1:]) if has_system else (messages, texts)
+        first, turns, bodies = split_system(messages)
         pieces = turn_pieces(turns, lambda i: _turn(turns, bodies, i))
         head = ""
-        if has_system or has_tools:
-            head = f"{START}system\n" + (texts[0] if has_system else DEFAULT_SYSTEM)
+        if first is not None or has_tools:
+            head = f"{START}system\n" + (DEFAULT_SYSTEM if first is None else first)
             head += "\n\n" if has_tools else ""
             pieces.insert(0, END + "\n")
         close_last(pieces, messages)
