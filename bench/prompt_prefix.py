@@ -15,13 +15,20 @@ bench/results/prompt_prefix.{json,md}.
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import json
 import socket
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
+
+from devkit import llamacpp
 from ollama_double.qwen_template import render
 from ollama_double.server import QWEN_SYSTEM, KvSlots, OllamaDouble, raw_prompt_ids
 from proxy_app.chat_template import QWEN25_CODER
@@ -88,7 +95,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def measure() -> dict[str, Any]:
+def measure(*, real_engine: bool = False) -> dict[str, Any]:
     with OllamaDouble(models=[MODEL], default_num_ctx=32768) as double:
         settings = Settings(ollama_url=double.url, api_keys=[API_KEY], port=_free_port())
         proxy = LiveProxy(settings).start()
@@ -108,14 +115,55 @@ def measure() -> dict[str, Any]:
                 sessions[label] = run_session(proxy, double, API_KEY, work, home, ask)
         finally:
             proxy.stop()
-    turns = compare([*sessions["first"], with_late_system_message(sessions["first"])])
+    session = [*sessions["first"], with_late_system_message(sessions["first"])]
+    turns = compare(session)
     new_sessions = {}
     for label in ("same project", "other project"):  # a warm slot holding the first session
         seq = sessions["first"][-1:] + sessions[label][:1]
         before = prefills([ollama_prompt(t.payload) for t in seq], [t.answer for t in seq])
         after = prefills([t.prompt for t in seq], [t.answer for t in seq])
         new_sessions[label] = {"prefill_before": before[1], "prefill_after": after[1]}
-    return {"turns": turns, "new_sessions": new_sessions}
+    results: dict[str, Any] = {"turns": turns, "new_sessions": new_sessions}
+    if real_engine:
+        results["engine"] = {
+            "before": engine_replay([ollama_prompt(t.payload) + t.answer for t in session]),
+            "after": engine_replay([t.prompt + t.answer for t in session]),
+        }
+    return results
+
+
+def engine_replay(prompts: list[str]) -> list[dict[str, int]]:
+    """Each prompt (with the answer the model wrote) sent in turn to a fresh llama-server
+    (SmolLM2-135M, one slot, `cache_prompt`), nothing generated: the engine's own report of the
+    tokens it evaluated and the tokens it took from its KV cache."""
+    port = _free_port()
+    argv = [
+        str(llamacpp.ensure_server()), "-m", str(llamacpp.ensure_model()), "--host", "127.0.0.1",
+        "--port", str(port), "-c", "32768", "-np", "1", "-t", "2",
+        "--override-kv", "llama.context_length=int:32768",
+    ]  # fmt: skip
+    server = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_health(url)
+        out = []
+        for prompt in prompts:
+            body = {"prompt": prompt, "n_predict": 0, "cache_prompt": True}
+            timings = httpx.post(f"{url}/completion", json=body, timeout=900).json()["timings"]
+            out.append({"evaluated": timings["prompt_n"], "cached": timings["cache_n"]})
+        return out
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _wait_health(url: str) -> None:
+    for _ in range(300):
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"llama-server at {url} did not become healthy")
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -149,11 +197,34 @@ def markdown(results: dict[str, Any]) -> str:
     ]
     for label, row in results["new_sessions"].items():
         lines.append(f"| {label} | {row['prefill_before']:,} | {row['prefill_after']:,} |")
+    engine = results.get("engine")
+    if engine:
+        lines += [
+            "",
+            "The same prompts (each with the answer the model wrote) on a real engine: llama.cpp's",
+            "`llama-server` with SmolLM2-135M (its own vocabulary), one slot, `cache_prompt`;",
+            "its own `timings` (`--real-engine`).",
+            "",
+            "| turn | evaluated before | from KV cache before | evaluated after "
+            "| from KV cache after |",
+            "|---|---|---|---|---|",
+        ]
+        for i, (b, a) in enumerate(zip(engine["before"], engine["after"], strict=True)):
+            lines.append(
+                f"| {i + 1} | {b['evaluated']:,} | {b['cached']:,} | {a['evaluated']:,} "
+                f"| {a['cached']:,} |"
+            )
     return "\n".join(lines) + "\n"
 
 
 def main() -> int:
-    results = measure()
+    parser = argparse.ArgumentParser(prog="python -m bench.prompt_prefix", description=__doc__)
+    parser.add_argument(
+        "--real-engine",
+        action="store_true",
+        help="also replay the prompts on llama-server (built once by devkit.llamacpp)",
+    )
+    results = measure(real_engine=parser.parse_args().real_engine)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "prompt_prefix.json").write_text(json.dumps(results, indent=2) + "\n")
     (RESULTS / "prompt_prefix.md").write_text(markdown(results))
