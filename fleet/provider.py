@@ -56,7 +56,8 @@ class Instance:
     name: str  # the inventory's host name (`vast-<id>`)
     label: str
     state: str  # provisioning, loading, running, stopped, exited, offline, …
-    stopped: bool  # asked to stop, by us or by the provider (an outbid interruptible)
+    stopped: bool  # we asked it to stop
+    interrupted: bool = False  # interruptible, stopped by the provider for a higher bid
     gpu: str = "-"  # "1x RTX 4090"
     dph: float = 0.0  # $/h while running, disk included
     storage_dph: float = 0.0  # the disk's $/h, billed while stopped too
@@ -69,12 +70,12 @@ class Instance:
 
     @property
     def running(self) -> bool:
-        return self.state == "running" and not self.stopped
+        return self.state == "running" and not self.stopped and not self.interrupted
 
     @property
     def billed_dph(self) -> float:
         """What it costs per hour right now: the whole price running, the disk otherwise."""
-        return self.dph if not self.stopped else self.storage_dph
+        return self.storage_dph if self.stopped or self.interrupted else self.dph
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-Action = Literal["hold", "add", "join", "leave", "drain", "retire", "replace"]
+# refuse (the budget said no) and unable (acting failed) are the loop's, never the policy's.
+Action = Literal["hold", "add", "join", "leave", "drain", "retire", "replace", "refuse", "unable"]
 
 
 @dataclass(frozen=True)

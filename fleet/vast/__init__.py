@@ -44,6 +44,13 @@ def host_name(row: Mapping[str, Any]) -> str:
     return f"vast-{row['id']}"
 
 
+def _outbid(row: Mapping[str, Any]) -> bool:
+    """An interruptible instance we want running that vast.ai stopped: its contract went to a
+    higher bid (`cur_state`, the machine allocation, is `stopped`; `intended_status` still ours)."""
+    wanted = row.get("intended_status") != "stopped"
+    return bool(row.get("is_bid")) and wanted and row.get("cur_state") == "stopped"
+
+
 def instance_of(row: Mapping[str, Any]) -> Instance:
     """An API instance row as the fleet's `Instance`."""
     try:
@@ -58,6 +65,7 @@ def instance_of(row: Mapping[str, Any]) -> Instance:
         label=(row.get("label") or "").strip(),
         state=state(row),
         stopped=row.get("intended_status") == "stopped",
+        interrupted=_outbid(row),
         gpu=f"{row.get('num_gpus')}x {row.get('gpu_name')}",
         dph=float(row.get("dph_total") or 0),
         storage_dph=storage_per_hour(row),
