@@ -150,8 +150,9 @@ class Autoscaler:
             if target.name in self.gateway.members():
                 self.gateway.leave(target.name)
             self.provider.destroy(target.id)
-            added = self._rent(decision, seen, target.billed_dph)
-            return replace(added, reason=f"{decision.reason}; destroyed it; {added.reason}")
+            gone = replace(decision, reason=f"{decision.reason}; destroyed it")
+            added = self._rent(gone, seen, target.billed_dph)
+            return added if added.action == "refuse" else replace(added, action="replace")
         return decision
 
     def _retire(self, target: Instance) -> None:
@@ -195,7 +196,8 @@ class Autoscaler:
         if new_id is None:
             raise FleetError(f"offer {offer.id} was taken meanwhile; the next look tries another")
         self.state.count("rented")
-        return Decision("add", f"{decision.reason}: rented instance {new_id}, {offer.text}", new_id)
+        said = f"{decision.reason}: rented instance {new_id}, {offer.text}"
+        return Decision("add", said, new_id)
 
     # ------------------------------------------------------------------ report
 
