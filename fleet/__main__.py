@@ -11,7 +11,9 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
+from fleet.autoscale.state import DEFAULT_PATH as AUTOSCALE_STATE
 from fleet.data import group_data
 from fleet.down import down
 from fleet.errors import FleetError
@@ -127,7 +129,8 @@ def main(argv: Sequence[str] | None = None, steps: Steps | None = None) -> int:
             start(provider, label, steps, env, timeout=args.timeout)
         else:
             prices = group_data()["fleet_anthropic_prices"]
-            status(provider, label, steps, env, prices, as_json=args.json)
+            state = Path(env.get("AUTOSCALE_STATE") or AUTOSCALE_STATE)
+            status(provider, label, steps, env, prices, as_json=args.json, autoscale_state=state)
     except FleetError as exc:
         print(exc, file=sys.stderr)
         return 2

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+from fleet.autoscale import report as autoscale_report
 from fleet.cost import anthropic_cost, per_million, spent
 from fleet.errors import FleetError
 from fleet.hosts import host_data
@@ -144,6 +146,8 @@ def render(status: Mapping[str, Any]) -> str:
     ]
     if not status["instances"]:
         lines = [f"No {status['provider']} instance is labelled {status['label']}."]
+    if status.get("autoscaler"):
+        lines += ["", autoscale_report.render(status["autoscaler"])]
     return "\n".join(lines)
 
 
@@ -155,8 +159,12 @@ def status(
     prices: Mapping[str, Any],
     *,
     as_json: bool = False,
+    autoscale_state: Path | None = None,
 ) -> dict[str, Any]:
-    """Print the status (a table, or JSON) and return it."""
+    """Print the status (a table, or JSON) and return it; with the autoscaler's state file,
+    its last look, decisions and the alerts firing now (fleet/autoscale/report.py)."""
     data = collect(provider, label, steps, env, prices)
+    if autoscale_state is not None:
+        data["autoscaler"] = autoscale_report.summary(autoscale_state, steps.now())
     steps.say(json.dumps(data, indent=2) if as_json else render(data))
     return data

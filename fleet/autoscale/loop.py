@@ -233,8 +233,14 @@ class Autoscaler:
         self.state.record(entry)
         self.log(f"{_stamp(now)} {action}: {reason}" + (f" | {numbers}" if numbers else ""))
 
-    def run(self, interval: float, stop: Callable[[], bool] = lambda: False) -> None:
-        """Look every `interval` seconds until `stop()` says so (or Ctrl-C)."""
+    def run(
+        self,
+        interval: float,
+        after: Callable[[], None] = lambda: None,
+        stop: Callable[[], bool] = lambda: False,
+    ) -> None:
+        """Look every `interval` seconds (then `after()`) until `stop()` says so (or Ctrl-C)."""
         while not stop():
             self.tick()
+            after()
             self.steps.sleep(interval)

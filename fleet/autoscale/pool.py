@@ -37,6 +37,7 @@ class Pool:
         self.haproxy = HAProxy(write_config(self.cfg, workdir), self.cfg)
         self.admin = Admin(self.cfg)
         self._members: dict[str, bool] = {}  # name -> draining
+        self.ports: dict[str, int] = {}  # name -> local port of its proxy_app (the tunnel)
         self._lock = threading.Lock()
 
     def _tunnel(self, name: str, data: Mapping[str, Any]) -> int:
@@ -65,6 +66,7 @@ class Pool:
             raise
         with self._lock:
             self._members[name] = False
+            self.ports[name] = port
 
     def drain(self, name: str) -> None:
         self.admin.drain(name)
@@ -76,6 +78,7 @@ class Pool:
         self.tunnels.remove(name)
         with self._lock:
             self._members.pop(name, None)
+            self.ports.pop(name, None)
 
     def load(self) -> Load:
         return read_load(self.cfg)

@@ -292,3 +292,56 @@ def test_autoscale_instance_fields_for_an_outbid_row() -> None:
     instance: Instance = instance_of(row)
     assert (instance.interrupted, instance.stopped, instance.running) == (True, False, False)
     assert instance.billed_dph == 0.01
+
+
+def test_autoscale_status_shows_decisions_and_the_alerts_firing_now(
+    provider: VastProvider,
+    vast: VastDouble,
+    steps: Recorder,
+    env: dict[str, str],
+    wall: Clock,
+    tmp_path: Path,
+) -> None:
+    from fleet.status import status
+
+    path = tmp_path / "s.json"
+    h = make(provider, vast, steps, env, wall, path, budget_per_hour=0.32, boot_minutes=60)
+    h.gateway.refused = 1
+    h.tick()
+    h.tick()
+    steps.lines.clear()
+    prices = {"date": "d", "source": "s", "sonnet": {"input": 3.0, "output": 15.0}}
+    data = status(provider, LABEL, steps, env, prices, autoscale_state=path)
+    report = data["autoscaler"]
+    assert report["alerts"] == ["SpendNearBudget: $0.308/h of BUDGET_PER_HOUR=$0.32"]
+    text = steps.text
+    assert "Autoscaler (" in text and "0 serving of 1 live, 0 waiting; $0.308/h" in text
+    assert "add: no host up and 1 request(s) refused, 0 waiting; rent one: rented" in text
+    assert "Alerts firing now: \n  SpendNearBudget: $0.308/h of BUDGET_PER_HOUR=$0.32" in text
+    wall.advance(20 * 60)  # the autoscaler stopped looking; the host never served
+    report = status(provider, LABEL, steps, env, prices, autoscale_state=path)["autoscaler"]
+    assert (
+        "AutoscalerUnableToAct: no successful look for 20 min (0 failed actions)"
+        in report["alerts"]
+    )
+
+
+def test_autoscale_metrics_carry_every_name_the_alert_rules_read(
+    harness: Harness, tmp_path: Path
+) -> None:
+    import re
+
+    from fleet.autoscale import metrics
+
+    harness.gateway.refused = 1
+    harness.tick()  # rents
+    harness.tick()  # first sees it booting
+    harness.tick()  # five seconds later
+    text = metrics.render(harness.scaler.state, harness.scaler.settings)
+    rules = (Path(__file__).resolve().parents[2] / "monitoring" / "rules.yml").read_text()
+    for name in set(re.findall(r"llm_autoscaler_\w+", rules)):
+        assert re.search(rf"^{name}(\{{[^}}]*\}})? ", text, re.M), name
+    assert 'llm_autoscaler_hosts{state="booting"} 1' in text
+    assert 'llm_autoscaler_host_booting_seconds{host="vast-7000001"} 5' in text
+    metrics.write(tmp_path / "out", text, {"vast-7000001": 40123})
+    assert '"127.0.0.1:40123"' in (tmp_path / "out" / "targets.json").read_text()
