@@ -54,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     add("--boot-minutes", type=float, default=D.boot_minutes, help="then a host is stuck")
     add("--drain-seconds", type=float, default=D.drain_seconds)
     add("--interval", type=float, default=10.0, help="seconds between looks")
+    add("--host-maxconn", type=int, default=4, help="requests a host gets at once; more wait")
     add("--gpu", default=Wanted.gpu, help="GPU name, _ for spaces")
     add("--disk", type=float, default=Wanted.disk_gb)
     add("--image", default="vastai/base-image:cuda-12.4.1-auto")
@@ -101,7 +102,9 @@ def _serve(args: argparse.Namespace, env: dict[str, str], workdir: Path) -> None
     label = label_of(env)
     provider = from_env(env)
     key = tunnel.proxy_key_file()
-    cfg = GatewayConfig(port=args.port, stats_port=args.stats_port)
+    cfg = GatewayConfig(
+        port=args.port, stats_port=args.stats_port, server_maxconn=args.host_maxconn
+    )
     rental = Rental(label, args.image, args.disk, ONSTART_COMMAND, wanted.bid)
     with Pool(cfg, workdir) as pool, metrics.MetricsServer(args.metrics_port) as server:
         scaler = Autoscaler(settings, provider, pool, Steps(), args.state, env, rental, wanted)

@@ -138,8 +138,7 @@ class Autoscaler:
         if target is None:
             return decision
         if decision.action == "join":
-            self.steps.deploy([target.name], {**self.steps.env, "VAST_LABEL": self.rental.label})
-            self.gateway.join(target.name, host_data(target, self.env))
+            self._join(target)
         elif decision.action == "leave":
             self.gateway.leave(target.name)
         elif decision.action == "drain":
@@ -154,6 +153,14 @@ class Autoscaler:
             added = self._rent(gone, seen, target.billed_dph)
             return added if added.action == "refuse" else replace(added, action="replace")
         return decision
+
+    def _join(self, target: Instance) -> None:
+        """Deploy a host never deployed by this autoscaler (a started one has its services back
+        from its on-start hook), then add it to the gateway."""
+        if target.id not in self.state.deployed:
+            self.steps.deploy([target.name], {**self.steps.env, "VAST_LABEL": self.rental.label})
+            self.state.deployed = [*self.state.deployed, target.id]
+        self.gateway.join(target.name, host_data(target, self.env))
 
     def _retire(self, target: Instance) -> None:
         self.gateway.leave(target.name)

@@ -30,6 +30,7 @@ class State:
     intent: dict[str, Any] | None = None  # {"offer", "known", "at"} while a rent is under way
     decisions: list[dict[str, Any]] = field(default_factory=list)  # newest last
     counters: dict[str, int] = field(default_factory=dict)  # refused_budget, failed, rented, …
+    deployed: list[int] = field(default_factory=list)  # instances deployed (a start needs none)
     last_ok: float | None = None  # when the last action succeeded (or nothing was needed)
     settings: dict[str, Any] = field(default_factory=dict)
     fleet: dict[str, Any] = field(default_factory=dict)  # the last look, for `make status`
@@ -67,6 +68,7 @@ def load(path: Path) -> State:
         intent=data.get("intent"),
         decisions=list(data.get("decisions") or []),
         counters=dict(data.get("counters") or {}),
+        deployed=[int(i) for i in data.get("deployed") or []],
         last_ok=data.get("last_ok"),
         settings=dict(data.get("settings") or {}),
         fleet=dict(data.get("fleet") or {}),

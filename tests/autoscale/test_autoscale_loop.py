@@ -170,6 +170,7 @@ def test_autoscale_idle_drains_then_stops_then_a_request_starts_it_again(
     assert said == "add: no host up and 1 request(s) refused, 0 waiting; start vast-7000001"
     assert harness.until("join") == "join: vast-7000001 is running and answers SSH"
     assert harness.creates() == 1  # started, never rented again
+    assert len(harness.steps.called("deploy")) == 1  # its services came back by themselves
 
 
 def test_autoscale_sustained_waits_rent_a_second_host(harness: Harness) -> None:
