@@ -32,6 +32,7 @@ from fleet.provider import Rental, Wanted
 from fleet.steps import Steps
 from fleet.vast import from_env, label_of
 from fleet.vram import required_gb
+from roles import secrets
 from roles.services import ONSTART_COMMAND
 
 D = Settings()
@@ -101,6 +102,7 @@ def _serve(args: argparse.Namespace, env: dict[str, str], workdir: Path) -> None
     wanted = _wanted(args, data)
     label = label_of(env)
     provider = from_env(env)
+    secrets.token("proxy_api_key")  # what the first deploy would create: clients need it now
     key = tunnel.proxy_key_file()
     cfg = GatewayConfig(
         port=args.port, stats_port=args.stats_port, server_maxconn=args.host_maxconn
