@@ -119,7 +119,9 @@ def _remember(settings: Settings, seen: Observed, memory: Memory) -> Memory:
     active, totals, clocks = {}, {}, {}
     for host in seen.hosts:
         moved = host.requests != memory.requests.get(host.id, host.requests)
-        busy = host.in_flight > 0 or moved or host.id not in memory.last_active
+        # Idle time counts only while it serves: a host that just joined has had no chance yet.
+        waiting = not host.serving or host.draining
+        busy = host.in_flight > 0 or moved or waiting or host.id not in memory.last_active
         active[host.id] = seen.now if busy else memory.last_active[host.id]
         totals[host.id] = host.requests
         clocks[host.id] = _clock(host, memory, seen.now)

@@ -310,3 +310,13 @@ def test_autoscale_ledger_integrates_and_starts_each_utc_day_at_zero() -> None:
     assert (ledger.day, ledger.spent) == ("2026-09-24", 0.0)
     ledger = accrue(ledger, midnight + 60 + 1800, 0.2)
     assert ledger.spent == pytest.approx(0.1)
+
+
+def test_autoscale_idle_time_counts_only_while_a_host_serves() -> None:
+    booting = replace(UP, serving=False, in_gateway=False)
+    memory = Memory(last_active={1: NOW - 6000}, requests={1: 0})  # first seen long ago
+    _, memory = decide(S, replace(look(booting), now=NOW - 5), memory)
+    decision, memory = decide(S, look(UP), memory)  # it joined: no request yet
+    assert decision.action == "hold" and memory.last_active[1] == NOW - 5
+    decision, _ = decide(S, replace(look(UP), now=NOW + 600), memory)
+    assert decision.action == "drain" and "10.1 min" in decision.reason
