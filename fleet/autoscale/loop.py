@@ -248,6 +248,10 @@ class Autoscaler:
     ) -> None:
         """Look every `interval` seconds (then `after()`) until `stop()` says so (or Ctrl-C)."""
         while not stop():
-            self.tick()
+            started = self.steps.monotonic()
+            decision = self.tick()
+            took = self.steps.monotonic() - started
+            if took > 3 * interval and decision.action not in ("join", "add", "replace"):
+                self.log(f"{_stamp(self.steps.now())} slow look: {took:.1f} s ({decision.action})")
             after()
             self.steps.sleep(interval)

@@ -143,7 +143,8 @@ def scaled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scaled]:
             finally:
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(timeout=60)
-                print("\n".join(scaled.lines()[-40:]))
+                print("\n".join(line for line in scaled.lines() if line[:2] == "20"))
+                print("\n".join(scaled.lines()[-15:]))
     finally:
         fleet.destroy()
         if os.environ.get("RECORD_RESULTS") and MEASURED:
@@ -161,6 +162,7 @@ def test_autoscale_wakes_from_zero_and_the_sdk_is_answered(scaled: Scaled) -> No
         model="claude-sonnet-4-5", max_tokens=16, messages=[{"role": "user", "content": "hi"}]
     )
     took = time.monotonic() - started
+    print(f"{time.strftime('%H:%M:%S')} answered after {took:.1f} s")
     assert answer.content[0].text == "ok"  # type: ignore[union-attr]
     (added,) = scaled.decisions("add")
     assert "no host up and" in added["reason"] and "rented instance" in added["reason"]
