@@ -91,6 +91,7 @@ class Memory:
     last_active: dict[int, float] = field(default_factory=dict)  # host id -> last work seen
     requests: dict[int, int] = field(default_factory=dict)  # host id -> gateway total seen
     since: dict[int, float] = field(default_factory=dict)  # host id -> added/draining since
+    serving: list[int] = field(default_factory=list)  # hosts serving at the last look
 
 
 @dataclass(frozen=True)
@@ -119,9 +120,11 @@ def _remember(settings: Settings, seen: Observed, memory: Memory) -> Memory:
     active, totals, clocks = {}, {}, {}
     for host in seen.hosts:
         moved = host.requests != memory.requests.get(host.id, host.requests)
-        # Idle time counts only while it serves: a host that just joined has had no chance yet.
+        # Idle time counts from when it serves: a host that just joined (after a deploy that
+        # may have taken minutes) has had no chance yet.
+        new = host.serving and host.id not in memory.serving
         waiting = not host.serving or host.draining
-        busy = host.in_flight > 0 or moved or waiting or host.id not in memory.last_active
+        busy = host.in_flight > 0 or moved or waiting or new or host.id not in memory.last_active
         active[host.id] = seen.now if busy else memory.last_active[host.id]
         totals[host.id] = host.requests
         clocks[host.id] = _clock(host, memory, seen.now)
@@ -131,6 +134,7 @@ def _remember(settings: Settings, seen: Observed, memory: Memory) -> Memory:
         last_active=active,
         requests=totals,
         since=clocks,
+        serving=[host.id for host in seen.hosts if host.serving],
         refused=seen.refused,
         # a restarted gateway counts from 0 again
         refused_new=seen.refused - memory.refused

@@ -53,6 +53,7 @@ def _memory(data: Mapping[str, Any]) -> Memory:
         last_active=ints("last_active"),
         requests=ints("requests"),
         since=ints("since"),
+        serving=[int(i) for i in data.get("serving") or []],
     )
 
 

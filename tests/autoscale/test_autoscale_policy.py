@@ -142,7 +142,7 @@ CASES: list[tuple[str, Settings, Observed, Memory, str, int | None, str]] = [
         "idle past IDLE_MINUTES drains the dearest idle host",
         S,
         look(UP, UP2),
-        Memory(last_active={1: NOW - 700, 2: NOW - 601}, requests={1: 0, 2: 0}),
+        Memory(last_active={1: NOW - 700, 2: NOW - 601}, requests={1: 0, 2: 0}, serving=[1, 2]),
         "drain",
         2,
         "vast-2 had no request for 10.0 min (IDLE_MINUTES=10), 2 live > MIN_HOSTS=0",
@@ -151,7 +151,7 @@ CASES: list[tuple[str, Settings, Observed, Memory, str, int | None, str]] = [
         "the last host drains too with MIN_HOSTS=0",
         S,
         look(UP),
-        Memory(last_active={1: NOW - 601}, requests={1: 0}),
+        Memory(last_active={1: NOW - 601}, requests={1: 0}, serving=[1]),
         "drain",
         1,
         "vast-1 had no request for 10.0 min",
@@ -160,7 +160,7 @@ CASES: list[tuple[str, Settings, Observed, Memory, str, int | None, str]] = [
         "MIN_HOSTS keeps the last one",
         replace(S, min_hosts=1),
         look(UP),
-        Memory(last_active={1: NOW - 6000}, requests={1: 0}),
+        Memory(last_active={1: NOW - 6000}, requests={1: 0}, serving=[1]),
         "hold",
         None,
         "1 serving, 0 waiting",
@@ -169,7 +169,7 @@ CASES: list[tuple[str, Settings, Observed, Memory, str, int | None, str]] = [
         "new requests on a host reset its idle clock",
         S,
         look(replace(UP, requests=7)),
-        Memory(last_active={1: NOW - 6000}, requests={1: 6}),
+        Memory(last_active={1: NOW - 6000}, requests={1: 6}, serving=[1]),
         "hold",
         None,
         "1 serving",
@@ -178,7 +178,7 @@ CASES: list[tuple[str, Settings, Observed, Memory, str, int | None, str]] = [
         "a stream in flight is not idle",
         S,
         look(replace(UP, in_flight=1)),
-        Memory(last_active={1: NOW - 6000}, requests={1: 0}),
+        Memory(last_active={1: NOW - 6000}, requests={1: 0}, serving=[1]),
         "hold",
         None,
         "1 serving",
@@ -312,11 +312,15 @@ def test_autoscale_ledger_integrates_and_starts_each_utc_day_at_zero() -> None:
     assert ledger.spent == pytest.approx(0.1)
 
 
-def test_autoscale_idle_time_counts_only_while_a_host_serves() -> None:
+def test_autoscale_idle_time_counts_from_when_a_host_serves() -> None:
     booting = replace(UP, serving=False, in_gateway=False)
-    memory = Memory(last_active={1: NOW - 6000}, requests={1: 0})  # first seen long ago
-    _, memory = decide(S, replace(look(booting), now=NOW - 5), memory)
-    decision, memory = decide(S, look(UP), memory)  # it joined: no request yet
-    assert decision.action == "hold" and memory.last_active[1] == NOW - 5
+    memory = Memory(
+        last_active={1: NOW - 6000}, requests={1: 0}, serving=[1]
+    )  # first seen long ago
+    # The look that joins it saw it booting; its deploy then took 5 minutes.
+    _, memory = decide(S, replace(look(booting), now=NOW - 300), memory)
+    decision, memory = decide(S, look(UP), memory)  # serving now, no request yet
+    assert decision.action == "hold" and memory.last_active[1] == NOW
+    assert decide(S, replace(look(UP), now=NOW + 599), memory)[0].action == "hold"
     decision, _ = decide(S, replace(look(UP), now=NOW + 600), memory)
-    assert decision.action == "drain" and "10.1 min" in decision.reason
+    assert decision.action == "drain" and "10.0 min" in decision.reason
