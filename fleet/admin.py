@@ -10,7 +10,8 @@ passed (HAProxy would otherwise count it UP before its first check), in both bac
 
 `load(read_stats(port))` is what the autoscaler observes: per host state, in flight and request
 totals, the requests waiting in the queues and how long they wait, and the 529s the gateway
-answered itself.
+answered itself. (HAProxy's own `qtime` is an average over the last 1,024 requests, too slow
+to move for this; the policy estimates the wait from the queue and the completions.)
 """
 
 from __future__ import annotations
@@ -124,14 +125,13 @@ class Load:
 
     hosts: dict[str, HostLoad] = field(default_factory=dict)
     waiting: int = 0  # requests in the queues now
-    wait_seconds: float = 0.0  # HAProxy's average queue time (last 1024 requests), worst backend
     refused: int = 0  # 529s the gateway answered itself since it started
 
 
 def load(rows: list[dict[str, str]]) -> Load:
     """The autoscaler's view of HAProxy's stats rows."""
     hosts: dict[str, HostLoad] = {}
-    waiting, qtime, refused = 0, 0.0, 0
+    waiting, refused = 0, 0
     for row in rows:
         proxy, server = row["pxname"], row["svname"]
         if proxy in REFUSING and server == "BACKEND":
@@ -140,7 +140,6 @@ def load(rows: list[dict[str, str]]) -> Load:
             continue
         if server == "BACKEND":
             waiting += int(row.get("qcur") or 0)
-            qtime = max(qtime, int(row.get("qtime") or 0) / 1000.0)
             continue
         before = hosts.get(server, HostLoad(row["status"], 0, 0, 0))
         hosts[server] = HostLoad(
@@ -150,7 +149,7 @@ def load(rows: list[dict[str, str]]) -> Load:
             requests=before.requests + int(row.get("stot") or 0),
         )
     waiting += sum(h.queued for h in hosts.values())
-    return Load(hosts, waiting, qtime if waiting else 0.0, refused)
+    return Load(hosts, waiting, refused)
 
 
 def read_load(cfg: GatewayConfig) -> Load:

@@ -46,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     add("--max-price", type=float, default=D.max_price, help="$/h per host, disk included")
     add("--budget-per-hour", type=float, default=D.budget_per_hour, help="$/h, whole fleet")
     add("--budget-per-day", type=float, default=D.budget_per_day, help="$ per UTC day")
-    add("--wait-seconds", type=float, default=D.wait_seconds, help="queue time that is pressure")
+    add("--wait-seconds", type=float, default=D.wait_seconds, help="queue wait that is pressure")
     add("--sustain-seconds", type=float, default=D.sustain_seconds, help="pressure this long")
     add("--idle-minutes", type=float, default=D.idle_minutes)
     add("--scale-in", choices=("stop", "destroy"), default=D.scale_in)

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from fleet.admin import Load
 from fleet.autoscale import state as state_file
 from fleet.autoscale.budget import accrue, refusal
-from fleet.autoscale.policy import Decision, Host, Observed, Settings, decide
+from fleet.autoscale.policy import Decision, Host, Observed, Settings, decide, wait_estimate
 from fleet.errors import FleetError
 from fleet.hosts import host_data
 from fleet.provider import Instance, Provider, Rental, Wanted, by_id
@@ -94,7 +94,6 @@ class Autoscaler:
             now=now,
             hosts=tuple(self._host(i, load, members) for i in instances),
             waiting=load.waiting,
-            wait_seconds=load.wait_seconds,
             refused=load.refused,
             fleet_dph=fleet_dph,
             spent_today=self.state.ledger.spent,
@@ -217,7 +216,7 @@ class Autoscaler:
             "live": sum(1 for h in seen.hosts if h.live),
             "hosts": [vars(h) for h in seen.hosts],
             "waiting": seen.waiting,
-            "wait_seconds": seen.wait_seconds,
+            "wait_seconds": round(wait_estimate(self.state.memory), 3),
             "refused": seen.refused,
             "dph": after,
             "spent_today": self.state.ledger.spent,

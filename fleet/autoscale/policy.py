@@ -75,7 +75,6 @@ class Observed:
     now: float  # seconds (any epoch; the state file uses Unix time)
     hosts: tuple[Host, ...]
     waiting: int = 0  # requests queued in the gateway now
-    wait_seconds: float = 0.0  # how long they wait (HAProxy's queue time)
     refused: int = 0  # 529s the gateway answered itself, in total (no host up, queue full)
     fleet_dph: float = 0.0  # billed now: running hosts whole, stopped ones their disks
     spent_today: float = 0.0
@@ -86,6 +85,11 @@ class Memory:
     """What the policy remembers between looks (kept in the state file)."""
 
     pressure_since: float | None = None
+    # Little's law over the looks: wait ≈ queue length / completion rate, both smoothed.
+    at: float | None = None  # the last look
+    served: int = 0  # requests the hosts had served by then (the gateway's totals)
+    queue: float = 0.0  # smoothed requests waiting
+    rate: float = 0.0  # smoothed requests served per second
     refused: int = 0  # the gateway's total at the last look
     refused_new: int = 0  # refused since the look before
     last_active: dict[int, float] = field(default_factory=dict)  # host id -> last work seen
@@ -111,9 +115,36 @@ def decide(settings: Settings, seen: Observed, memory: Memory) -> tuple[Decision
     return Decision("hold", _holding(seen)), memory
 
 
+SMOOTHING = 0.3  # weight of a new look in the queue and rate averages
+STUCK = 3600.0  # the wait estimate when requests wait and none is served
+
+
+def wait_estimate(memory: Memory) -> float:
+    """Seconds a request waits in the gateway, by Little's law (queue / rate)."""
+    if memory.queue < 0.05:
+        return 0.0
+    return min(memory.queue / memory.rate, STUCK) if memory.rate > 0 else STUCK
+
+
+def _flow(seen: Observed, memory: Memory) -> Memory:
+    """The smoothed queue length and completion rate, with this look."""
+    served = sum(host.requests for host in seen.hosts)
+    queue = SMOOTHING * seen.waiting + (1 - SMOOTHING) * memory.queue
+    if memory.at is None or seen.now <= memory.at:
+        return replace(memory, at=seen.now, served=served, queue=queue)
+    # a host that left takes its total with it: count no negative completions
+    rate = max(served - memory.served, 0) / (seen.now - memory.at)
+    rate = SMOOTHING * rate + (1 - SMOOTHING) * memory.rate
+    return replace(memory, at=seen.now, served=served, queue=queue, rate=rate)
+
+
 def _remember(settings: Settings, seen: Observed, memory: Memory) -> Memory:
     """Update pressure, activity and per-host clocks from this look."""
-    pressed = seen.waiting > 0 and seen.wait_seconds >= settings.wait_seconds
+    known = memory.at is not None  # a completion rate needs two looks
+    memory = _flow(seen, memory)
+    # half a request waiting on average: one look with an empty queue is not the end of it
+    queued = memory.queue >= 0.5
+    pressed = known and queued and wait_estimate(memory) >= settings.wait_seconds
     since = memory.pressure_since if pressed else None
     if pressed and since is None:
         since = seen.now
@@ -237,8 +268,8 @@ def _pressure(settings: Settings, seen: Observed, memory: Memory) -> Decision | 
         return None  # one is on its way
     return _add(
         seen,
-        f"{seen.waiting} request(s) waited {seen.wait_seconds:.1f} s (> {settings.wait_seconds:g}"
-        f" s) for {sustained:.0f} s with {len(live)} host(s)",
+        f"requests waited ~{wait_estimate(memory):.1f} s (> {settings.wait_seconds:g} s; now"
+        f" {seen.waiting} waiting) for {sustained:.0f} s with {len(live)} host(s)",
     )
 
 

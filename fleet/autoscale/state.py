@@ -48,6 +48,10 @@ def _memory(data: Mapping[str, Any]) -> Memory:
 
     return Memory(
         pressure_since=data.get("pressure_since"),
+        at=data.get("at"),
+        served=int(data.get("served") or 0),
+        queue=float(data.get("queue") or 0),
+        rate=float(data.get("rate") or 0),
         refused=int(data.get("refused") or 0),
         refused_new=int(data.get("refused_new") or 0),
         last_active=ints("last_active"),

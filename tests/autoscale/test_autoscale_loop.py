@@ -37,7 +37,6 @@ class FakeGateway:
     requests: dict[str, int] = field(default_factory=dict)
     refused: int = 0
     waiting: int = 0
-    wait_seconds: float = 0.0
     calls: list[tuple[str, str]] = field(default_factory=list)
 
     def members(self) -> Mapping[str, bool]:
@@ -65,7 +64,7 @@ class FakeGateway:
             )
             for name, draining in self.joined.items()
         }
-        return Load(hosts, self.waiting, self.wait_seconds, self.refused)
+        return Load(hosts, self.waiting, self.refused)
 
 
 @dataclass
@@ -177,11 +176,18 @@ def test_autoscale_sustained_waits_rent_a_second_host(harness: Harness) -> None:
     harness.gateway.refused = 1
     harness.tick()
     harness.until("join")
-    harness.gateway.in_flight["vast-7000001"] = 32
-    harness.gateway.waiting, harness.gateway.wait_seconds = 6, 4.5
-    assert harness.tick().startswith("hold: 1 serving, 6 waiting")
-    said = harness.until("add")
-    assert said.startswith("add: 6 request(s) waited 4.5 s (> 2 s) for 30 s with 1 host(s); rent")
+    harness.gateway.in_flight["vast-7000001"] = 4
+    harness.gateway.waiting = 6
+    served = harness.gateway.requests
+
+    def busy_tick() -> str:  # a look every 5 s, 5 requests served meanwhile: 1/s
+        served["vast-7000001"] = served.get("vast-7000001", 0) + 5
+        return harness.tick()
+
+    assert busy_tick().startswith("hold: 1 serving, 6 waiting")
+    said = next(s for s in (busy_tick() for _ in range(12)) if s.startswith("add"))
+    assert said.startswith("add: requests waited ~6.0 s (> 2 s; now 6 waiting) for 3")
+    assert "s with 1 host(s); rent one: rented instance 7000002, offer 8001" in said
     assert harness.until("join") == "join: vast-7000002 is running and answers SSH"
     assert harness.creates() == 2
 

@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from fleet.autoscale.budget import Ledger, accrue, refusal
-from fleet.autoscale.policy import Decision, Host, Memory, Observed, Settings, decide
+from fleet.autoscale.policy import Host, Memory, Observed, Settings, decide
 
 S = Settings(min_hosts=0, max_hosts=2, wait_seconds=2, sustain_seconds=30, idle_minutes=10)
 UP = Host(1, "vast-1", "running", False, 0.30, 0.01, ssh_ok=True, in_gateway=True, serving=True)
@@ -26,6 +26,12 @@ def fresh(*hosts: Host) -> Memory:
     return Memory(
         last_active={h.id: NOW for h in hosts}, requests={h.id: h.requests for h in hosts}
     )
+
+
+def flowing(memory: Memory, wait: float, waiting: int = 3) -> Memory:
+    """`memory` whose queue and completion rate make this look's wait estimate `wait` seconds
+    (with `waiting` requests in the look and no request served since the last look)."""
+    return replace(memory, at=NOW - 1, queue=waiting, rate=waiting / (0.7 * wait))
 
 
 CASES: list[tuple[str, Settings, Observed, Memory, str, int | None, str]] = [
@@ -96,8 +102,8 @@ CASES: list[tuple[str, Settings, Observed, Memory, str, int | None, str]] = [
     (
         "pressure not sustained yet",
         S,
-        look(UP, waiting=3, wait_seconds=4.0),
-        replace(fresh(UP), pressure_since=NOW - 10),
+        look(UP, waiting=3),
+        replace(flowing(fresh(UP), 4.0), pressure_since=NOW - 10),
         "hold",
         None,
         "1 serving, 3 waiting",
@@ -105,17 +111,17 @@ CASES: list[tuple[str, Settings, Observed, Memory, str, int | None, str]] = [
     (
         "sustained pressure adds a host",
         S,
-        look(UP, waiting=3, wait_seconds=4.0),
-        replace(fresh(UP), pressure_since=NOW - 31),
+        look(UP, waiting=3),
+        replace(flowing(fresh(UP), 4.0), pressure_since=NOW - 31),
         "add",
         None,
-        "3 request(s) waited 4.0 s (> 2 s) for 31 s with 1 host(s); rent one",
+        "requests waited ~4.0 s (> 2 s; now 3 waiting) for 31 s with 1 host(s); rent one",
     ),
     (
         "short waits are no pressure",
         S,
-        look(UP, waiting=3, wait_seconds=1.0),
-        replace(fresh(UP), pressure_since=NOW - 100),
+        look(UP, waiting=3),
+        replace(flowing(fresh(UP), 1.0), pressure_since=NOW - 100),
         "hold",
         None,
         "1 serving, 3 waiting",
@@ -123,8 +129,8 @@ CASES: list[tuple[str, Settings, Observed, Memory, str, int | None, str]] = [
     (
         "pressure at MAX_HOSTS adds nothing",
         S,
-        look(UP, UP2, waiting=3, wait_seconds=4.0),
-        replace(fresh(UP, UP2), pressure_since=NOW - 100),
+        look(UP, UP2, waiting=3),
+        replace(flowing(fresh(UP, UP2), 4.0), pressure_since=NOW - 100),
         "hold",
         None,
         "2 serving, 3 waiting",
@@ -132,8 +138,8 @@ CASES: list[tuple[str, Settings, Observed, Memory, str, int | None, str]] = [
     (
         "pressure while a host boots adds nothing",
         S,
-        look(UP, BOOTING, waiting=3, wait_seconds=4.0),
-        replace(fresh(UP, BOOTING), pressure_since=NOW - 100),
+        look(UP, BOOTING, waiting=3),
+        replace(flowing(fresh(UP, BOOTING), 4.0), pressure_since=NOW - 100),
         "hold",
         None,
         "1 serving, 3 waiting, booting vast-4",
@@ -250,15 +256,22 @@ def test_autoscale_policy(
 
 
 def test_autoscale_pressure_clock_starts_and_resets() -> None:
-    pressed = look(UP, waiting=2, wait_seconds=3.0)
-    _, memory = decide(S, pressed, fresh(UP))
-    assert memory.pressure_since == NOW
-    later = replace(pressed, now=NOW + 40)
-    decision, memory = decide(S, later, memory)
-    assert decision == Decision(
-        "add", "2 request(s) waited 3.0 s (> 2 s) for 40 s with 1 host(s); rent one"
-    )
-    _, memory = decide(S, replace(later, waiting=0), memory)
+    """Two requests wait at every look while one is served every 2 s: ~2 s... then 4 s each."""
+    memory, served = fresh(UP), 0
+    for t in range(0, 41, 5):  # a look every 5 s; 2 requests served between looks
+        served += 2 if t else 0
+        decision, memory = decide(
+            S, replace(look(replace(UP, requests=served), waiting=4), now=NOW + t), memory
+        )
+        if t == 0:
+            assert memory.pressure_since is None  # no completion rate known yet
+    assert memory.rate == pytest.approx(0.4, abs=0.05)  # requests per second
+    assert decision.action == "add"
+    assert decision.reason.startswith("requests waited ~")
+    assert "(> 2 s; now 4 waiting) for 3" in decision.reason
+    drained = replace(look(replace(UP, requests=served + 10)), now=NOW + 45)
+    for step in range(10):
+        _, memory = decide(S, replace(drained, now=NOW + 45 + step), memory)
     assert memory.pressure_since is None
 
 
