@@ -187,10 +187,12 @@ class Load:
         session = str(uuid.uuid4())
         headers = {"x-api-key": self.key, "anthropic-version": "2023-06-01",
                    "X-Claude-Code-Session-Id": session}
-        body = {"model": "claude-sonnet-4-5", "max_tokens": 16, "stream": True,
-                "messages": [{"role": "user", "content": f"hi from {session}"}]}
         with httpx.Client(base_url=self.url, timeout=120) as client:
             while not self.stop.is_set():
+                # a new prompt each turn, as a conversation has: no answer from proxy_app's cache
+                turn = f"turn {self.ok + len(self.failures)} of {session}"
+                body = {"model": "claude-sonnet-4-5", "max_tokens": 16, "stream": True,
+                        "messages": [{"role": "user", "content": turn}]}
                 with client.stream("POST", "/v1/messages", json=body, headers=headers) as resp:
                     text = resp.read().decode()
                 if resp.status_code == 200 and "message_stop" in text:
