@@ -241,8 +241,9 @@ def test_autoscale_load_ramp_rents_a_second_host_that_joins_with_no_failed_reque
 
 def test_autoscale_idle_hosts_are_stopped_one_by_one_down_to_zero(scaled: Scaled) -> None:
     took = scaled.wait_for(
-        "both stopped",
-        lambda: [r["intended_status"] for r in scaled.rows()] == ["stopped", "stopped"],
+        "both stopped",  # by the provider, and then recorded in the state file
+        lambda: [r["intended_status"] for r in scaled.rows()] == ["stopped", "stopped"]
+        and len(scaled.decisions("retire")) == 2,
         IDLE_MINUTES * 60 * 2 + 240,
     )
     assert len(scaled.decisions("drain")) == 2 and len(scaled.decisions("retire")) == 2
