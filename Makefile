@@ -8,11 +8,11 @@ INVENTORY   ?= inventories/local.py
 SANDBOX_HOSTS ?= 1
 export SANDBOX_HOSTS
 APT_PACKAGES := redis-server debootstrap openssh-client openssl zstd systemd curl iproute2 procps \
-                slirp4netns systemd-container haproxy cmake ninja-build g++
+                slirp4netns systemd-container haproxy cmake ninja-build g++ prometheus
 
 .PHONY: help venv apt node deps test lint unit deploy sandbox-up sandbox-down sandbox-status \
         sandbox-restart check-hosts tunnel gateway gateway-status bench bench-charts bench-limits \
-        bench-deploy clean up down stop start status
+        bench-deploy clean up down stop start status autoscale
 
 help: ## list every target
 	@awk -F':.*## ' '/^[a-z][a-z-]*:.*## / {printf "make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -35,7 +35,8 @@ apt: ## install the Debian packages the tests and the sandbox need
 	  echo "installing:" $$missing; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi; \
-	service redis-server stop >/dev/null 2>&1 || true
+	service redis-server stop >/dev/null 2>&1 || true; \
+	service prometheus stop >/dev/null 2>&1 || true
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
@@ -135,8 +136,24 @@ stop: venv ## stop the labelled instances (the disk stays, and stays billed)
 start: venv ## start them again; the services come back without a deploy
 	$(BIN)/python -m fleet start
 
-status: venv ## one row per labelled instance: state, cost, health, tokens (JSON=1)
+status: venv ## one row per labelled instance: state, cost, health, tokens; the autoscaler (JSON=1)
 	$(BIN)/python -m fleet status $(if $(JSON),--json,)
+
+# The gateway with an autoscaler, foreground until Ctrl-C: hosts rented/started when requests
+# wait or are refused, drained and stopped when idle, within the budget (README, "Autoscaling").
+MIN_HOSTS ?= 0
+MAX_HOSTS ?= 2
+BUDGET_PER_HOUR ?= 1.00
+BUDGET_PER_DAY ?= 12.00
+IDLE_MINUTES ?= 15
+SCALE_IN ?= stop
+autoscale: venv apt ## the gateway + autoscaler (MIN_HOSTS, MAX_HOSTS, MAX_PRICE, BUDGET_PER_HOUR, …)
+	$(BIN)/python -m fleet.autoscale --min-hosts $(MIN_HOSTS) --max-hosts $(MAX_HOSTS) \
+	  --max-price $(MAX_PRICE) --budget-per-hour $(BUDGET_PER_HOUR) \
+	  --budget-per-day $(BUDGET_PER_DAY) --idle-minutes $(IDLE_MINUTES) --scale-in $(SCALE_IN) \
+	  --gpu $(GPU) --disk $(DISK) $(if $(INTERRUPTIBLE),--interruptible,) $(if $(BID),--bid $(BID),) \
+	  $(if $(WAIT_SECONDS),--wait-seconds $(WAIT_SECONDS),) \
+	  $(if $(SUSTAIN_SECONDS),--sustain-seconds $(SUSTAIN_SECONDS),)
 
 clean: ## remove .venv, node_modules and build output
 	rm -rf $(VENV) node_modules build dist *.egg-info

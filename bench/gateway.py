@@ -50,6 +50,10 @@ MODES = (
     # and keeping it there with a stick table (no consistent hashing).
     ("least busy, then sticky", "leastconn\n    stick-table type string len 64 size 100k "
      "expire 2h\n    stick on req.hdr(X-Claude-Code-Session-Id)", True),
+    # The gateway's consistent hash with bounded load: no host takes more than 125% of the
+    # average number of requests in flight; past it a session goes to the next host on the ring.
+    ("affinity, bounded load 125%", "hdr(X-Claude-Code-Session-Id)\n    hash-balance-factor 125",
+     True),
 )
 # Simulated seconds between a session's answer and its next request (the tool runs, Claude Code
 # reads the result), drawn per turn: this also keeps sessions from moving in lock step.

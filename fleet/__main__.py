@@ -11,17 +11,19 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
+from fleet.autoscale.state import DEFAULT_PATH as AUTOSCALE_STATE
 from fleet.data import group_data
 from fleet.down import down
 from fleet.errors import FleetError
-from fleet.offers import Wanted
+from fleet.provider import Wanted
 from fleet.start import start
 from fleet.status import status
 from fleet.steps import Steps
 from fleet.stop import stop
 from fleet.up import UpOptions, up
-from fleet.vast import connect, label_of
+from fleet.vast import from_env, label_of
 from fleet.vram import required_gb
 
 
@@ -108,7 +110,7 @@ def main(argv: Sequence[str] | None = None, steps: Steps | None = None) -> int:
     env = dict(os.environ)
     try:
         label = label_of(env)
-        sdk = connect(env)
+        provider = from_env(env)
         if args.command == "up":
             options = UpOptions(
                 count=args.count,
@@ -118,16 +120,17 @@ def main(argv: Sequence[str] | None = None, steps: Steps | None = None) -> int:
                 timeout=args.timeout,
                 label=label,
             )
-            up(sdk, options, steps, env)
+            up(provider, options, steps, env)
         elif args.command == "down":
-            down(sdk, label, steps, yes=args.yes)
+            down(provider, label, steps, yes=args.yes)
         elif args.command == "stop":
-            stop(sdk, label, steps)
+            stop(provider, label, steps)
         elif args.command == "start":
-            start(sdk, label, steps, env, timeout=args.timeout)
+            start(provider, label, steps, env, timeout=args.timeout)
         else:
             prices = group_data()["fleet_anthropic_prices"]
-            status(sdk, label, steps, env, prices, as_json=args.json)
+            state = Path(env.get("AUTOSCALE_STATE") or AUTOSCALE_STATE)
+            status(provider, label, steps, env, prices, as_json=args.json, autoscale_state=state)
     except FleetError as exc:
         print(exc, file=sys.stderr)
         return 2

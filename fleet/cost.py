@@ -1,13 +1,14 @@
 """Money: what an instance has cost so far, and what its tokens would cost at Anthropic.
 
-From the API's own fields (an instance row of `GET /api/v1/instances/`):
-- `dph_total` is the whole $/h while running: GPU (`dph_base`) plus the disk;
-- `storage_total_cost` is the disk's $/h, billed from `start_date` until destroy, stopped too
-  (else `storage_cost` $/GB/month x `disk_space` / 720);
+From an `Instance` (fleet/provider.py; on vast.ai from the row of `GET /api/v1/instances/`):
+- `dph` is the whole $/h while running: GPU plus the disk (vast's `dph_total`);
+- `storage_dph` is the disk's $/h, billed from `started_at` until destroy, stopped too
+  (vast's `storage_total_cost`, else `storage_cost` $/GB/month x `disk_space` / 720:
+  `storage_per_hour`);
 - `uptime_mins` is how long the current run has been up.
-The row holds no history of earlier runs, so compute is counted for the current run only.
+The provider keeps no history of earlier runs, so compute is counted for the current run only.
 
-    spent(row, now) -> Spent(compute=0.70, storage=0.03)
+    spent(instance, now) -> Spent(compute=0.70, storage=0.03)
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from fleet.provider import Instance
 
 HOURS_PER_MONTH = 720.0
 CLASSES = ("opus", "sonnet", "haiku")
@@ -42,29 +45,29 @@ class Spent:
 
 
 def storage_per_hour(row: Mapping[str, Any]) -> float:
-    """The disk's $/h: storage_total_cost, else storage_cost ($/GB/month) x disk_space / 720."""
+    """A vast.ai row's disk $/h: storage_total_cost, else storage_cost $/GB/month x disk / 720."""
     if row.get("storage_total_cost") is not None:
         return float(row["storage_total_cost"])
     return float(row.get("storage_cost") or 0) * float(row.get("disk_space") or 0) / HOURS_PER_MONTH
 
 
-def compute_per_hour(row: Mapping[str, Any]) -> float:
-    """The GPU's $/h while running: dph_total minus the disk."""
-    return max(float(row.get("dph_total") or 0) - storage_per_hour(row), 0.0)
+def compute_per_hour(instance: Instance) -> float:
+    """The GPU's $/h while running: the whole price minus the disk."""
+    return max(instance.dph - instance.storage_dph, 0.0)
 
 
-def running_hours(row: Mapping[str, Any]) -> float:
-    """Hours of the current run (uptime_mins), 0 when not running."""
-    if row.get("actual_status") != "running":
+def running_hours(instance: Instance) -> float:
+    """Hours of the current run, 0 when not running."""
+    if instance.state != "running":
         return 0.0
-    return float(row.get("uptime_mins") or 0) / 60.0
+    return (instance.uptime_mins or 0.0) / 60.0
 
 
-def spent(row: Mapping[str, Any], now: float) -> Spent:
+def spent(instance: Instance, now: float) -> Spent:
     """Cost so far: compute for the current run, storage since the rental began."""
-    started = row.get("start_date")
-    hours = 0.0 if started is None else max(now - float(started), 0.0) / 3600.0
-    return Spent(compute_per_hour(row) * running_hours(row), storage_per_hour(row) * hours)
+    started = instance.started_at
+    hours = 0.0 if started is None else max(now - started, 0.0) / 3600.0
+    return Spent(compute_per_hour(instance) * running_hours(instance), instance.storage_dph * hours)
 
 
 def per_million(dollars: float, tokens: int) -> float | None:

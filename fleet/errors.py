@@ -14,3 +14,7 @@ class ApiError(FleetError):
         super().__init__(message)
         self.status = status
         self.code = code
+
+
+class OfferTakenError(FleetError):
+    """Raised when an offer was rented by someone else (or our bid is below its minimum)."""

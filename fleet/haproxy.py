@@ -62,11 +62,14 @@ class GatewayConfig:
     fall: int = 2
     rise: int = 2
     retry_after: int = 5
+    # The runtime API's socket (level admin); set, the gateway may start with no host and
+    # hosts join and leave while it runs (the autoscaler's gateway).
+    admin_socket: str = ""
 
 
 def render_config(cfg: GatewayConfig) -> str:
     """The haproxy.cfg text for ``cfg`` (fleet/templates/haproxy.cfg.j2)."""
-    if not cfg.hosts:
+    if not cfg.hosts and not cfg.admin_socket:
         raise GatewayError("The gateway needs at least one host; the inventory lists none.")
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),

@@ -9,28 +9,28 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from vastai import VastAI
-
-from fleet.cost import anthropic_cost, per_million, spent, storage_per_hour
+from fleet.autoscale import report as autoscale_report
+from fleet.cost import anthropic_cost, per_million, spent
 from fleet.errors import FleetError
 from fleet.hosts import host_data
 from fleet.probe import HostReport
+from fleet.provider import Instance, Provider
 from fleet.steps import Steps
-from fleet.vast import labelled, state
 
 
-def _uptime(row: Mapping[str, Any]) -> str:
-    if state(row) != "running" or row.get("uptime_mins") is None:
+def _uptime(instance: Instance) -> str:
+    if instance.state != "running" or instance.uptime_mins is None:
         return "-"
-    minutes = int(float(row["uptime_mins"]))
+    minutes = int(instance.uptime_mins)
     return f"{minutes // 60}h{minutes % 60:02d}m"
 
 
-def _read(row: Mapping[str, Any], steps: Steps, env: Mapping[str, str]) -> HostReport:
+def _read(row: Instance, steps: Steps, env: Mapping[str, str]) -> HostReport:
     """The host's report when it runs; `-` when not, the reason when it cannot be reached."""
-    if state(row) != "running":
+    if row.state != "running":
         return HostReport(health="-")
     try:
         return steps.read_host(host_data(row, env))
@@ -39,26 +39,30 @@ def _read(row: Mapping[str, Any], steps: Steps, env: Mapping[str, str]) -> HostR
 
 
 def collect(
-    sdk: VastAI, label: str, steps: Steps, env: Mapping[str, str], prices: Mapping[str, Any]
+    provider: Provider,
+    label: str,
+    steps: Steps,
+    env: Mapping[str, str],
+    prices: Mapping[str, Any],
 ) -> dict[str, Any]:
     """The status as data (what `--json` prints)."""
     now = steps.now()
     rows: list[dict[str, Any]] = []
     tokens: dict[tuple[str, str], int] = {}
-    for row in labelled(sdk, label):
+    for row in provider.list_instances(label):
         report = _read(row, steps, env)
         for key, count in report.by_class.items():
             tokens[key] = tokens.get(key, 0) + count
         cost = spent(row, now)
         rows.append(
             {
-                "id": row["id"],
-                "gpu": f"{row.get('num_gpus')}x {row.get('gpu_name')}",
-                "state": state(row),
-                "dph": float(row.get("dph_total") or 0),
+                "id": row.id,
+                "gpu": row.gpu,
+                "state": row.state,
+                "dph": row.dph,
                 "uptime": _uptime(row),
-                "storage_dph": storage_per_hour(row),
-                "uptime_mins": row.get("uptime_mins"),
+                "storage_dph": row.storage_dph,
+                "uptime_mins": row.uptime_mins,
                 "cost_compute": round(cost.compute, 6),
                 "cost_storage": round(cost.storage, 6),
                 "cost": round(cost.total, 6),
@@ -73,6 +77,7 @@ def collect(
     output = sum(r["output_tokens"] for r in rows)
     anthropic = anthropic_cost(tokens, prices)
     return {
+        "provider": provider.name,
         "label": label,
         "instances": rows,
         "totals": {
@@ -140,20 +145,26 @@ def render(status: Mapping[str, Any]) -> str:
         f" {p['date']}, {p['source']}).",
     ]
     if not status["instances"]:
-        lines = [f"No vast.ai instance is labelled {status['label']}."]
+        lines = [f"No {status['provider']} instance is labelled {status['label']}."]
+    if status.get("autoscaler"):
+        lines += ["", autoscale_report.render(status["autoscaler"])]
     return "\n".join(lines)
 
 
 def status(
-    sdk: VastAI,
+    provider: Provider,
     label: str,
     steps: Steps,
     env: Mapping[str, str],
     prices: Mapping[str, Any],
     *,
     as_json: bool = False,
+    autoscale_state: Path | None = None,
 ) -> dict[str, Any]:
-    """Print the status (a table, or JSON) and return it."""
-    data = collect(sdk, label, steps, env, prices)
+    """Print the status (a table, or JSON) and return it; with the autoscaler's state file,
+    its last look, decisions and the alerts firing now (fleet/autoscale/report.py)."""
+    data = collect(provider, label, steps, env, prices)
+    if autoscale_state is not None:
+        data["autoscaler"] = autoscale_report.summary(autoscale_state, steps.now())
     steps.say(json.dumps(data, indent=2) if as_json else render(data))
     return data

@@ -6,6 +6,8 @@ backing off to ``MAX_RESTART_DELAY`` while it keeps failing at once.
 
     with Supervisor({"sandbox-1": argv1, "sandbox-2": argv2}) as tunnels:
         tunnels.restarts["sandbox-1"]          # how many times it was re-started
+        tunnels.add("vast-7", argv3)           # one more, while it runs (the autoscaler)
+        tunnels.remove("sandbox-2")            # ended, and not re-started
 """
 
 from __future__ import annotations
@@ -41,16 +43,50 @@ class Supervisor:
         self.restarts = dict.fromkeys(self.commands, 0)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self._stopping = threading.Event()
+        self._removed: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
-        self._threads = [
-            threading.Thread(target=self._keep, args=(name,), name=f"tunnel-{name}", daemon=True)
-            for name in self.commands
-        ]
+        self._threads = [self._thread(name) for name in self.commands]
+        self._started = False
+
+    def _thread(self, name: str) -> threading.Thread:
+        self._removed[name] = threading.Event()
+        return threading.Thread(target=self._keep, args=(name,), name=f"tunnel-{name}", daemon=True)
 
     def start(self) -> Supervisor:
+        self._started = True
         for thread in self._threads:
             thread.start()
         return self
+
+    def add(self, name: str, argv: Sequence[str]) -> None:
+        """Run one more command under supervision (started at once if the supervisor runs)."""
+        with self._lock:
+            if name in self.commands and not self._removed[name].is_set():
+                raise ValueError(f"{name} is already supervised")
+            self.commands[name] = list(argv)
+            self.restarts[name] = 0
+            thread = self._thread(name)
+            self._threads.append(thread)
+        if self._started:
+            thread.start()
+
+    def remove(self, name: str) -> None:
+        """Stop supervising `name` and terminate its command."""
+        with self._lock:
+            if name not in self._removed:
+                return
+            self._removed[name].set()
+            proc = self.procs.pop(name, None)
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def _ended(self, name: str) -> bool:
+        return self._stopping.is_set() or self._removed[name].is_set()
 
     def pid(self, name: str) -> int | None:
         """The process id of the command running for ``name`` now (None between restarts)."""
@@ -60,15 +96,15 @@ class Supervisor:
 
     def _keep(self, name: str) -> None:
         delay = RESTART_DELAY
-        while not self._stopping.is_set():
+        while not self._ended(name):
             started = time.monotonic()
             with self._lock:
-                if self._stopping.is_set():
+                if self._ended(name):
                     return
                 proc = self._spawn(name)
                 self.procs[name] = proc
             status = proc.wait()
-            if self._stopping.is_set():
+            if self._ended(name):
                 return
             delay = RESTART_DELAY if time.monotonic() - started > STABLE_AFTER else delay
             print(
@@ -77,7 +113,7 @@ class Supervisor:
                 file=self.log,
                 flush=True,
             )
-            if self._stopping.wait(delay):
+            if self._stopping.wait(delay) or self._removed[name].is_set():
                 return
             self.restarts[name] += 1
             delay = min(delay * 2, MAX_RESTART_DELAY)

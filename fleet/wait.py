@@ -7,39 +7,33 @@ ways on (wait and run again, look at the logs, or `make down`).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
-
-from vastai import VastAI
 
 from fleet.errors import FleetError
+from fleet.provider import Instance, Provider, by_id
 from fleet.steps import Steps
-from fleet.vast import Row, call, state
-from inventories.vast_api import VastInventoryError, ssh_endpoint
 
 
-def _situation(row: Mapping[str, Any] | None, ssh_ok: bool) -> str:
-    if row is None:
+def _situation(instance: Instance | None, ssh_ok: bool) -> str:
+    if instance is None:
         return "gone (destroyed outside this command)"
-    now = state(row)
-    msg = (row.get("status_msg") or "").strip()
-    said = f"{now} ({msg})" if msg else now
+    now = instance.state
+    said = f"{now} ({instance.status_msg})" if instance.status_msg else now
     if now == "running" and not ssh_ok:
         return f"{said}, SSH not answering yet"
     return said
 
 
-def _ready(row: Mapping[str, Any], steps: Steps) -> bool:
-    if state(row) != "running":
+def ready(instance: Instance, steps: Steps) -> bool:
+    """Running, with an SSH endpoint that answers."""
+    if not instance.running or instance.endpoint is None:
         return False
-    try:
-        host, port = ssh_endpoint(row)
-    except VastInventoryError:
-        return False
-    return steps.ssh_ready(host, port)
+    return steps.ssh_ready(*instance.endpoint)
 
 
-def wait_ready(sdk: VastAI, ids: Sequence[int], steps: Steps, timeout: float) -> list[Row]:
-    """Poll until every instance in `ids` runs and answers SSH; return their rows.
+def wait_ready(
+    provider: Provider, label: str, ids: Sequence[int], steps: Steps, timeout: float
+) -> list[Instance]:
+    """Poll until every instance in `ids` runs and answers SSH; return them.
 
     Prints a line whenever an instance's state or status message changes, with the elapsed
     time. Raises FleetError after `timeout` seconds with what each instance is doing.
@@ -47,34 +41,34 @@ def wait_ready(sdk: VastAI, ids: Sequence[int], steps: Steps, timeout: float) ->
     started = steps.monotonic()
     last: dict[int, str] = {}
     while True:
-        rows = {row["id"]: row for row in call(sdk, "listing instances", sdk.show_instances)}
-        ready = {i: i in rows and _ready(rows[i], steps) for i in ids}
+        seen = by_id(provider.list_instances(label))
+        up = {i: i in seen and ready(seen[i], steps) for i in ids}
         elapsed = steps.monotonic() - started
         for i in ids:
-            now = "ready (running, SSH answers)" if ready[i] else _situation(rows.get(i), False)
+            now = "ready (running, SSH answers)" if up[i] else _situation(seen.get(i), False)
             if last.get(i) != now:
                 steps.say(f"  [{elapsed:5.0f} s] instance {i}: {now}")
                 last[i] = now
-        if all(ready.values()):
-            return [rows[i] for i in ids]
-        gone = [i for i in ids if i not in rows]
+        if all(up.values()):
+            return [seen[i] for i in ids]
+        gone = [i for i in ids if i not in seen]
         if gone:
             raise FleetError(
                 f"Instance {', '.join(map(str, gone))} disappeared while starting (destroyed"
-                " from the console, or by vast.ai); run the command again to replace it."
+                f" from the console, or by {provider.name}); run the command again to replace it."
             )
         if elapsed >= timeout:
-            raise FleetError(_timeout_message(ids, rows, ready, elapsed))
+            raise FleetError(_timeout_message(ids, seen, up, elapsed))
         steps.sleep(steps.poll_seconds)
 
 
 def _timeout_message(
-    ids: Sequence[int], rows: Mapping[int, Row], ready: Mapping[int, bool], elapsed: float
+    ids: Sequence[int], seen: Mapping[int, Instance], up: Mapping[int, bool], elapsed: float
 ) -> str:
-    seen = "; ".join(
-        f"instance {i} is {'ready' if ready[i] else _situation(rows[i], ready[i])}" for i in ids
+    said = "; ".join(
+        f"instance {i} is {'ready' if up[i] else _situation(seen[i], up[i])}" for i in ids
     )
-    stuck = [str(i) for i in ids if state(rows[i]) in ("loading", "provisioning")]
+    stuck = [str(i) for i in ids if seen[i].state in ("loading", "provisioning")]
     hint = (
         f" An instance stuck loading is usually a slow image pull or a bad host: see `vastai logs"
         f" {stuck[0]}`, and destroy it with `make down` if it does not move."
@@ -82,7 +76,7 @@ def _timeout_message(
         else ""
     )
     return (
-        f"Gave up waiting after {elapsed:.0f} s: {seen}. Nothing was destroyed (they are still"
+        f"Gave up waiting after {elapsed:.0f} s: {said}. Nothing was destroyed (they are still"
         f" billed).{hint} Run the same command again to keep waiting (it rents nothing more),"
         " or `make down` to destroy them."
     )

@@ -17,6 +17,7 @@ import os
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -113,26 +114,67 @@ def sdk_client(api_key: str, server_url: str | None = None) -> VastAI:
 def fetch_instances(api_key: str, server_url: str | None = None) -> list[dict[str, Any]]:
     """Return every instance row of the account; the SDK follows `next_token` across pages."""
     sdk = sdk_client(api_key, server_url)
-    where = server_url or DEFAULT_SERVER_URL
     try:
         rows: list[dict[str, Any]] = sdk.show_instances()
         return rows
-    except requests.HTTPError as exc:
-        status = exc.response.status_code if exc.response is not None else "?"
-        hint = " check VAST_API_KEY or the key file;" if status in (401, 403) else ""
-        raise VastInventoryError(
-            f"The vast.ai API at {where} answered HTTP {status} when listing instances;{hint}"
-            " no inventory was built."
-        ) from exc
-    except requests.RequestException as exc:
-        raise VastInventoryError(
-            f"Cannot list vast.ai instances from {where} ({type(exc).__name__}); check the network"
-            " or VAST_URL."
-        ) from exc
-    except (KeyError, TypeError, ValueError) as exc:
-        raise VastInventoryError(
-            f"The vast.ai API at {where} returned instance rows of an unexpected shape ({exc!r})."
-        ) from exc
+    except (requests.RequestException, KeyError, TypeError, ValueError) as exc:
+        failure = explain(exc, "listing instances", server_url or DEFAULT_SERVER_URL)
+        raise VastInventoryError(f"{failure.text} No inventory was built.") from exc
+
+
+@dataclass(frozen=True)
+class ApiFailure:
+    """A failed vast.ai API call told as a sentence, with vast's HTTP status and error code."""
+
+    text: str
+    status: int | None = None
+    code: str = ""
+
+
+def explain(exc: Exception, doing: str, where: str) -> ApiFailure:
+    """The one place vast.ai's errors become sentences (the inventory and `python -m fleet`).
+
+    + exc: what the SDK raised (`requests` exceptions, or KeyError/TypeError/ValueError for an
+      answer of the wrong shape)
+    + doing: what was being done, `listing instances`
+    + where: the API's base URL
+    """
+    if isinstance(exc, requests.HTTPError):
+        return _http_failure(exc, doing)
+    if isinstance(exc, requests.RequestException):
+        return ApiFailure(
+            f"Cannot reach the vast.ai API at {where} while {doing} ({type(exc).__name__});"
+            " check the network or VAST_URL."
+        )
+    return ApiFailure(
+        f"The vast.ai API at {where} answered {doing} with an unexpected shape ({exc!r})."
+    )
+
+
+def _http_failure(exc: requests.HTTPError, doing: str) -> ApiFailure:
+    response = exc.response
+    status = response.status_code if response is not None else None
+    try:
+        body = response.json() if response is not None else {}
+    except ValueError:
+        body = {}
+    code = str(body.get("error") or "") if isinstance(body, dict) else ""
+    detail = str(body.get("msg") or "") if isinstance(body, dict) else ""
+    if status in (401, 403) and code != "insufficient_credit":
+        text = (
+            f"The vast.ai API refused the API key while {doing} (HTTP {status}); check"
+            " VAST_API_KEY or run `vastai set api-key KEY` with a key from"
+            " https://cloud.vast.ai/manage-keys/."
+        )
+    elif code == "insufficient_credit" or "credit" in detail.lower():
+        text = (
+            f"vast.ai refused {doing} for lack of credit ({detail or code}); add credit at"
+            " https://cloud.vast.ai/billing/ and run the command again."
+        )
+    else:
+        said = f" ({code}: {detail})" if code or detail else ""
+        text = f"The vast.ai API answered HTTP {status} while {doing}{said}."
+    return ApiFailure(text, status=status, code=code)
 
 
 def running_instances(

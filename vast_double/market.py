@@ -217,6 +217,8 @@ class Market:
         for row in self.instances:
             if "_step" not in row or row["intended_status"] != "running":
                 continue
+            if row.get("cur_state") == "stopped":
+                continue  # outbid: stays stopped (a resumed bid is not modelled)
             if row["actual_status"] != "running":
                 row["_step"] = min(row["_step"] + 1, len(self.boot) - 1)
                 row["actual_status"], row["status_msg"] = self.boot[row["_step"]]
@@ -254,6 +256,17 @@ class Market:
         elif state not in (None, "stopped", "running"):
             raise ApiError(400, "invalid_args", f"Unknown state {state!r}.")
         return {"success": True}
+
+    def outbid(self, instance_id: int) -> None:
+        """Another renter outbid this interruptible instance: vast.ai stops it (no SDK call does
+        this; it is the market's doing). Its contract (`cur_state`) is stopped while the owner's
+        `intended_status` stays running, as the SDK's `show_instance` documents the fields."""
+        row = self.find(instance_id)
+        if not row.get("is_bid"):
+            raise ValueError(f"instance {instance_id} is on-demand; only bids are outbid")
+        row.update(cur_state="stopped", next_state="stopped", actual_status="stopped")
+        row.update(status_msg="outbid: stopped for a higher bid", _running_since=None)
+        row.update(self.hooks.on_stop(row))
 
     def destroy(self, instance_id: int) -> Row:
         """DELETE /api/v0/instances/{id}/: the instance and its disk are gone; the GPU is free."""

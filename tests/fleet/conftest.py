@@ -18,7 +18,7 @@ from vastai import VastAI
 
 from fleet.probe import HostReport
 from fleet.steps import Steps
-from fleet.vast import connect
+from fleet.vast import VastProvider, connect
 from vast_double import Market, VastDouble
 from vast_double.market import offers_from
 
@@ -131,3 +131,8 @@ def steps(wall: Clock) -> Recorder:
     recorder = Recorder(poll_seconds=10.0)
     recorder.now = wall
     return recorder
+
+
+@pytest.fixture
+def provider(sdk: VastAI) -> VastProvider:
+    return VastProvider(sdk)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from vastai import VastAI
 
 from fleet.down import down
 from fleet.errors import FleetError
-from fleet.offers import Wanted
+from fleet.provider import Wanted
 from fleet.start import start
 from fleet.stop import stop
 from fleet.up import UpOptions, up
+from fleet.vast import VastProvider
 from tests.fleet.conftest import Recorder, load_instances
 from vast_double import VastDouble
 
@@ -18,14 +18,16 @@ LABEL = "llm-selfhost"
 
 
 @pytest.fixture
-def fleet(sdk: VastAI, vast: VastDouble, steps: Recorder, env: dict[str, str]) -> list[int]:
+def fleet(
+    provider: VastProvider, vast: VastDouble, steps: Recorder, env: dict[str, str]
+) -> list[int]:
     """Two labelled instances, running and deployed, beside the account's other instances."""
     vast.market.instances.extend(load_instances())  # labels "llm", "old" and none
     options = UpOptions(count=2, wanted=Wanted(min_vram_gb=7.6), yes=True, label=LABEL)
-    ready = up(sdk, options, steps, env)
+    ready = up(provider, options, steps, env)
     steps.calls.clear()
     steps.lines.clear()
-    return [row["id"] for row in ready]
+    return [row.id for row in ready]
 
 
 def others(vast: VastDouble) -> list[tuple[int, str | None, str | None]]:
@@ -37,11 +39,11 @@ def others(vast: VastDouble) -> list[tuple[int, str | None, str | None]]:
 
 
 def test_down_destroys_only_labelled_instances(
-    sdk: VastAI, vast: VastDouble, steps: Recorder, fleet: list[int]
+    provider: VastProvider, vast: VastDouble, steps: Recorder, fleet: list[int]
 ) -> None:
     before = others(vast)
     steps.answers = [True]
-    assert down(sdk, LABEL, steps) == fleet
+    assert down(provider, LABEL, steps) == fleet
     deleted = [path for _, path, _, _, _ in vast.requests("DELETE")]
     assert deleted == [f"/api/v0/instances/{i}/" for i in fleet]
     assert others(vast) == before  # the "llm", "old" and unlabelled instances are untouched
@@ -51,66 +53,68 @@ def test_down_destroys_only_labelled_instances(
 
 
 def test_down_answered_no_destroys_nothing(
-    sdk: VastAI, vast: VastDouble, steps: Recorder, fleet: list[int]
+    provider: VastProvider, vast: VastDouble, steps: Recorder, fleet: list[int]
 ) -> None:
     steps.answers = [False]
     with pytest.raises(FleetError, match="Nothing destroyed: you answered no."):
-        down(sdk, LABEL, steps)
+        down(provider, LABEL, steps)
     assert vast.requests("DELETE") == []
 
 
 def test_down_lists_cost_so_far(
-    sdk: VastAI, vast: VastDouble, steps: Recorder, fleet: list[int], wall: object
+    provider: VastProvider, vast: VastDouble, steps: Recorder, fleet: list[int], wall: object
 ) -> None:
     wall.advance(3600)  # type: ignore[attr-defined]
-    down(sdk, LABEL, steps, yes=True)
+    down(provider, LABEL, steps, yes=True)
     # 8002: 0.30 $/h GPU + 40 GB x 0.15 $/GB/month / 720 = 0.00833 $/h disk, one hour
-    assert f"  {fleet[0]}  RTX 4090  running  $0.31 so far" in steps.lines
+    assert f"  {fleet[0]}  1x RTX 4090  running  $0.31 so far" in steps.lines
     assert steps.questions == []
 
 
-def test_down_with_nothing_labelled(sdk: VastAI, vast: VastDouble, steps: Recorder) -> None:
+def test_down_with_nothing_labelled(
+    provider: VastProvider, vast: VastDouble, steps: Recorder
+) -> None:
     vast.market.instances.extend(load_instances())
-    assert down(sdk, LABEL, steps, yes=True) == []
+    assert down(provider, LABEL, steps, yes=True) == []
     assert steps.lines == ["No vast.ai instance is labelled llm-selfhost; nothing to destroy."]
     assert vast.requests("DELETE") == []
 
 
 def test_stop_keeps_disks_and_says_storage_is_billed(
-    sdk: VastAI, vast: VastDouble, steps: Recorder, fleet: list[int]
+    provider: VastProvider, vast: VastDouble, steps: Recorder, fleet: list[int]
 ) -> None:
     before = others(vast)
-    assert stop(sdk, LABEL, steps) == fleet
+    assert stop(provider, LABEL, steps) == fleet
     rows = {r["id"]: r for r in vast.market.instances}
     assert [rows[i]["actual_status"] for i in fleet] == ["stopped", "stopped"]
     bodies = [body for _, path, _, _, body in vast.requests("PUT") if path.endswith(f"{fleet[0]}/")]
     assert bodies == [{"state": "stopped"}]
     assert others(vast) == before
     assert "the disks stay and are still billed ($0.0167/h for 2 instance(s))" in steps.text
-    assert stop(sdk, LABEL, steps) == []  # already stopped
+    assert stop(provider, LABEL, steps) == []  # already stopped
 
 
 def test_start_brings_them_back_without_a_deploy(
-    sdk: VastAI, vast: VastDouble, steps: Recorder, env: dict[str, str], fleet: list[int]
+    provider: VastProvider, vast: VastDouble, steps: Recorder, env: dict[str, str], fleet: list[int]
 ) -> None:
-    stop(sdk, LABEL, steps)
+    stop(provider, LABEL, steps)
     steps.calls.clear()
-    assert start(sdk, LABEL, steps, env) == fleet
+    assert start(provider, LABEL, steps, env) == fleet
     rows = {r["id"]: r for r in vast.market.instances}
     assert [rows[i]["actual_status"] for i in fleet] == ["running", "running"]
     hosts = [f"vast-{i}" for i in fleet]
     assert steps.called("deploy") == []
     assert steps.called("check") == [(hosts, {"VAST_LABEL": LABEL})]
-    assert [data["vast_id"] for data in steps.called("read_host")] == fleet
+    assert [data["instance_id"] for data in steps.called("read_host")] == fleet
     assert f"vast-{fleet[0]}: proxy_app healthy" in steps.text
-    assert start(sdk, LABEL, steps, env) == []  # nothing stopped any more
+    assert start(provider, LABEL, steps, env) == []  # nothing stopped any more
 
 
 def test_up_leaves_stopped_instances_alone(
-    sdk: VastAI, vast: VastDouble, steps: Recorder, env: dict[str, str], fleet: list[int]
+    provider: VastProvider, vast: VastDouble, steps: Recorder, env: dict[str, str], fleet: list[int]
 ) -> None:
-    stop(sdk, LABEL, steps)
+    stop(provider, LABEL, steps)
     options = UpOptions(count=2, wanted=Wanted(min_vram_gb=7.6), yes=True, label=LABEL)
-    assert up(sdk, options, steps, env) == []
+    assert up(provider, options, steps, env) == []
     assert f"Stopped, left alone: {fleet[0]}, {fleet[1]} (`make start` resumes)." in steps.text
     assert [p for _, p, _, _, _ in vast.requests("PUT") if "/asks/" in p][2:] == []

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from vastai import VastAI
 
-from fleet import offers
 from fleet.errors import FleetError
-from fleet.offers import Wanted
+from fleet.provider import Wanted
+from fleet.vast import offers
 from fleet.vram import required_gb
 from tests.fleet.conftest import load_offers
 from vast_double import VastDouble

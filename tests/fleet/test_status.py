@@ -6,14 +6,14 @@ import json
 from typing import Any
 
 import pytest
-from vastai import VastAI
 
 from fleet import cost
 from fleet.data import group_data
-from fleet.offers import Wanted
 from fleet.probe import HostReport, parse_metrics
+from fleet.provider import Wanted
 from fleet.status import collect, status
 from fleet.up import UpOptions, up
+from fleet.vast import VastProvider, instance_of
 from proxy_app.metrics import Metrics
 from tests.fleet.conftest import Clock, Recorder, load_instances
 from vast_double import VastDouble
@@ -36,7 +36,7 @@ def test_cost_of_a_running_instance() -> None:
         "start_date": 1000.0,
         "uptime_mins": 90.0,
     }
-    spent = cost.spent(row, now=1000.0 + 3 * 3600)
+    spent = cost.spent(instance_of({"id": 1, **row}), now=1000.0 + 3 * 3600)
     assert spent.compute == pytest.approx(0.30 * 1.5)  # current run only
     assert spent.storage == pytest.approx(0.05 * 3)  # since the rental began
     assert spent.total == pytest.approx(0.60)
@@ -51,7 +51,7 @@ def test_cost_of_a_stopped_instance_is_storage_only() -> None:
         "start_date": 0.0,
         "uptime_mins": None,
     }
-    spent = cost.spent(row, now=7200.0)
+    spent = cost.spent(instance_of({"id": 1, **row}), now=7200.0)
     assert spent.compute == 0
     assert spent.storage == pytest.approx(0.18 * 40 / 720 * 2)
 
@@ -93,16 +93,18 @@ def test_metrics_without_class_counters_count_as_other() -> None:
 
 
 @pytest.fixture
-def fleet(sdk: VastAI, vast: VastDouble, steps: Recorder, env: dict[str, str]) -> list[int]:
+def fleet(
+    provider: VastProvider, vast: VastDouble, steps: Recorder, env: dict[str, str]
+) -> list[int]:
     vast.market.instances.extend(load_instances())
-    ready = up(sdk, UpOptions(count=2, wanted=Wanted(min_vram_gb=7.6), yes=True), steps, env)
+    ready = up(provider, UpOptions(count=2, wanted=Wanted(min_vram_gb=7.6), yes=True), steps, env)
     steps.lines.clear()
     steps.calls.clear()
-    return [row["id"] for row in ready]
+    return [row.id for row in ready]
 
 
 def test_status_rows_and_totals(
-    sdk: VastAI,
+    provider: VastProvider,
     vast: VastDouble,
     steps: Recorder,
     env: dict[str, str],
@@ -121,10 +123,10 @@ def test_status_rows_and_totals(
         ),
     }
     wall.advance(2 * 3600)
-    sdk.stop_instance(second)  # the second stops after two hours...
+    provider.sdk.stop_instance(second)  # the second stops after two hours...
     wall.advance(3600)  # ...and an hour later we look
 
-    data = collect(sdk, "llm-selfhost", steps, env, PRICES)
+    data = collect(provider, "llm-selfhost", steps, env, PRICES)
 
     rows = {r["id"]: r for r in data["instances"]}
     assert list(rows) == fleet  # only the labelled ones
@@ -140,7 +142,7 @@ def test_status_rows_and_totals(
     assert a["cost_storage"] == pytest.approx(DISK_DPH * 3, abs=1e-6)
     assert (b["state"], b["uptime"], b["health"], b["cost_compute"]) == ("stopped", "-", "-", 0)
     assert b["cost_storage"] == pytest.approx(DISK_DPH * 3, abs=1e-6)
-    assert [data["vast_id"] for data in steps.called("read_host")] == [first]  # running only
+    assert [data["instance_id"] for data in steps.called("read_host")] == [first]  # running only
     totals = data["totals"]
     assert totals["cost"] == pytest.approx(0.9 + 2 * DISK_DPH * 3, abs=1e-5)
     assert totals["per_million_output"] == pytest.approx(totals["cost"] / 0.2, rel=1e-4)
@@ -151,21 +153,23 @@ def test_status_rows_and_totals(
 
 
 def test_status_prints_a_table_or_json(
-    sdk: VastAI, steps: Recorder, env: dict[str, str], fleet: list[int]
+    provider: VastProvider, steps: Recorder, env: dict[str, str], fleet: list[int]
 ) -> None:
-    status(sdk, "llm-selfhost", steps, env, PRICES)
+    status(provider, "llm-selfhost", steps, env, PRICES)
     table = steps.text
     assert table.splitlines()[0].startswith("id | GPU | state | $/h | uptime | cost | health")
     assert f"{fleet[0]} | 1x RTX 4090 | running | 0.308 | 0h00m |" in table
     assert "Anthropic's API: $0.00 (list prices of 2026-11-30, test table)." in table
     steps.lines.clear()
-    status(sdk, "llm-selfhost", steps, env, PRICES, as_json=True)
+    status(provider, "llm-selfhost", steps, env, PRICES, as_json=True)
     printed: dict[str, Any] = json.loads(steps.text)
     assert [r["id"] for r in printed["instances"]] == fleet
 
 
-def test_status_without_instances(sdk: VastAI, steps: Recorder, env: dict[str, str]) -> None:
-    status(sdk, "llm-selfhost", steps, env, PRICES)
+def test_status_without_instances(
+    provider: VastProvider, steps: Recorder, env: dict[str, str]
+) -> None:
+    status(provider, "llm-selfhost", steps, env, PRICES)
     assert steps.lines == ["No vast.ai instance is labelled llm-selfhost."]
 
 
@@ -177,8 +181,8 @@ def test_the_price_table_in_group_data_is_dated() -> None:
 
 
 def test_a_running_instance_without_ssh_endpoint_is_reported_not_raised(
-    sdk: VastAI, vast: VastDouble, steps: Recorder, env: dict[str, str], fleet: list[int]
+    provider: VastProvider, vast: VastDouble, steps: Recorder, env: dict[str, str], fleet: list[int]
 ) -> None:
     vast.market.instances[-1].update(ssh_host=None, ssh_port=None, ports={})
-    data = collect(sdk, "llm-selfhost", steps, env, PRICES)
+    data = collect(provider, "llm-selfhost", steps, env, PRICES)
     assert [r["health"] for r in data["instances"]] == ["healthy", "no SSH endpoint"]

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from vastai import VastAI
 
 from fleet.errors import FleetError
-from fleet.offers import Wanted
+from fleet.provider import Wanted
 from fleet.up import UpOptions, up
+from fleet.vast import VastProvider
 from roles.services import ONSTART_COMMAND
 from tests.fleet.conftest import Recorder
 from vast_double import VastDouble
@@ -27,9 +27,9 @@ def creates(vast: VastDouble) -> list[tuple[str, dict[str, object]]]:
 
 
 def test_up_rents_waits_deploys_checks_and_prints_tunnels(
-    sdk: VastAI, vast: VastDouble, steps: Recorder, env: dict[str, str]
+    provider: VastProvider, vast: VastDouble, steps: Recorder, env: dict[str, str]
 ) -> None:
-    ready = up(sdk, options(2), steps, env)
+    ready = up(provider, options(2), steps, env)
 
     assert [path for path, _ in creates(vast)] == ["/api/v0/asks/8002/", "/api/v0/asks/8001/"]
     _, body = creates(vast)[0]
@@ -39,9 +39,9 @@ def test_up_rents_waits_deploys_checks_and_prints_tunnels(
     assert body["runtype"] == "ssh_direc ssh_proxy"  # SSH launch mode, direct port
     assert body["onstart"] == ONSTART_COMMAND
     assert body["price"] is None  # on-demand
-    ids = [row["id"] for row in ready]
+    ids = [row.id for row in ready]
     assert ids == [7000001, 7000002]
-    assert all(row["actual_status"] == "running" for row in ready)
+    assert all(row.state == "running" for row in ready)
     hosts = ["vast-7000001", "vast-7000002"]
     assert steps.called("deploy") == [(hosts, {"VAST_LABEL": "llm-selfhost"})]
     assert steps.called("check") == [(hosts, {"VAST_LABEL": "llm-selfhost"})]
@@ -55,22 +55,22 @@ def test_up_rents_waits_deploys_checks_and_prints_tunnels(
 
 
 def test_up_asks_first_and_no_rents_nothing(
-    sdk: VastAI, vast: VastDouble, steps: Recorder, env: dict[str, str]
+    provider: VastProvider, vast: VastDouble, steps: Recorder, env: dict[str, str]
 ) -> None:
     steps.answers = [False]
     with pytest.raises(FleetError, match="Nothing rented: you answered no."):
-        up(sdk, options(1, yes=False), steps, env)
+        up(provider, options(1, yes=False), steps, env)
     assert steps.questions == ["Rent 1 instance(s) at $0.308/h?"]
     assert creates(vast) == []
 
 
 def test_up_is_idempotent_on_count(
-    sdk: VastAI, vast: VastDouble, steps: Recorder, env: dict[str, str]
+    provider: VastProvider, vast: VastDouble, steps: Recorder, env: dict[str, str]
 ) -> None:
-    up(sdk, options(1), steps, env)
-    up(sdk, options(2), steps, env)
+    up(provider, options(1), steps, env)
+    up(provider, options(2), steps, env)
     assert len(creates(vast)) == 2
-    up(sdk, options(2), steps, env)
+    up(provider, options(2), steps, env)
     assert len(creates(vast)) == 2  # nothing more
     assert "Label llm-selfhost: 2 instance(s) already" in steps.text
     # every run deployed to the whole (running) fleet
@@ -78,18 +78,18 @@ def test_up_is_idempotent_on_count(
 
 
 def test_a_taken_offer_moves_on_to_the_next(
-    sdk: VastAI, vast: VastDouble, steps: Recorder, env: dict[str, str]
+    provider: VastProvider, vast: VastDouble, steps: Recorder, env: dict[str, str]
 ) -> None:
     vast.market.snatched = {8002}
-    ready = up(sdk, options(1), steps, env)
+    ready = up(provider, options(1), steps, env)
     assert [path for path, _ in creates(vast)] == ["/api/v0/asks/8002/", "/api/v0/asks/8001/"]
     assert "Offer 8002 was taken meanwhile; trying the next one." in steps.text
-    assert [row["id"] for row in ready] == [7000001]
-    assert ready[0]["bundle_id"] == 8001
+    assert [row.id for row in ready] == [7000001]
+    assert ready[0].extra["bundle_id"] == 8001
 
 
 def test_a_lost_create_answer_is_not_rented_twice(
-    sdk: VastAI, vast: VastDouble, steps: Recorder, env: dict[str, str]
+    provider: VastProvider, vast: VastDouble, steps: Recorder, env: dict[str, str]
 ) -> None:
     market = vast.market
     create = market.create
@@ -99,27 +99,27 @@ def test_a_lost_create_answer_is_not_rented_twice(
         raise ApiError(502, "bad_gateway", "upstream closed the connection")
 
     market.create = create_then_fail  # type: ignore[method-assign]
-    ready = up(sdk, options(1), steps, env)
+    ready = up(provider, options(1), steps, env)
     assert len(creates(vast)) == 1  # no SDK retry, and no second offer rented
-    assert [row["id"] for row in ready] == [7000001]
+    assert [row.id for row in ready] == [7000001]
 
 
 def test_interruptible_bids(
-    sdk: VastAI, vast: VastDouble, steps: Recorder, env: dict[str, str]
+    provider: VastProvider, vast: VastDouble, steps: Recorder, env: dict[str, str]
 ) -> None:
     wanted = Wanted(max_price=0.40, disk_gb=40, min_vram_gb=7.6, interruptible=True, bid=0.21)
-    up(sdk, options(1, wanted=wanted), steps, env)
+    up(provider, options(1, wanted=wanted), steps, env)
     ((path, body),) = creates(vast)
     assert (path, body["price"]) == ("/api/v0/asks/8003/", 0.21)
     assert vast.market.instances[0]["dph_base"] == 0.21
 
 
 def test_a_timeout_destroys_nothing_and_says_what_it_sees(
-    sdk: VastAI, vast: VastDouble, steps: Recorder, env: dict[str, str]
+    provider: VastProvider, vast: VastDouble, steps: Recorder, env: dict[str, str]
 ) -> None:
     vast.market.boot = ((None, "Creating container"), ("loading", "Pulling image layers"))
     with pytest.raises(FleetError) as raised:
-        up(sdk, options(1, timeout=300), steps, env)
+        up(provider, options(1, timeout=300), steps, env)
     message = str(raised.value)
     assert message.startswith(
         "Gave up waiting after 300 s: instance 7000001 is loading"
@@ -133,11 +133,11 @@ def test_a_timeout_destroys_nothing_and_says_what_it_sees(
 
 
 def test_ssh_not_answering_is_reported_at_the_timeout(
-    sdk: VastAI, vast: VastDouble, steps: Recorder, env: dict[str, str]
+    provider: VastProvider, vast: VastDouble, steps: Recorder, env: dict[str, str]
 ) -> None:
     steps.ssh_up = False
     with pytest.raises(FleetError, match="instance 7000001 is running .*, SSH not answering yet"):
-        up(sdk, options(1, timeout=120), steps, env)
+        up(provider, options(1, timeout=120), steps, env)
 
 
 @pytest.mark.parametrize(
@@ -161,7 +161,7 @@ def test_ssh_not_answering_is_reported_at_the_timeout(
     ids=["ssh-key-not-registered", "insufficient-credit", "no-local-key"],
 )
 def test_errors_before_renting_are_sentences(
-    sdk: VastAI,
+    provider: VastProvider,
     vast: VastDouble,
     steps: Recorder,
     env: dict[str, str],
@@ -170,13 +170,13 @@ def test_errors_before_renting_are_sentences(
 ) -> None:
     setup(vast.market, env)  # type: ignore[operator]
     with pytest.raises(FleetError) as raised:
-        up(sdk, options(1), steps, env)
+        up(provider, options(1), steps, env)
     assert sentence in str(raised.value)
     assert creates(vast) == []
 
 
 def test_credit_refused_by_the_api_is_a_sentence(
-    sdk: VastAI, vast: VastDouble, steps: Recorder, env: dict[str, str]
+    provider: VastProvider, vast: VastDouble, steps: Recorder, env: dict[str, str]
 ) -> None:
     market = vast.market
 
@@ -185,12 +185,12 @@ def test_credit_refused_by_the_api_is_a_sentence(
 
     market.create = refuse  # type: ignore[method-assign]
     with pytest.raises(FleetError, match="for lack of credit .* add credit at https://cloud"):
-        up(sdk, options(1), steps, env)
+        up(provider, options(1), steps, env)
 
 
 def test_no_offer_is_the_filter_sentence(
-    sdk: VastAI, vast: VastDouble, steps: Recorder, env: dict[str, str]
+    provider: VastProvider, vast: VastDouble, steps: Recorder, env: dict[str, str]
 ) -> None:
     with pytest.raises(FleetError, match="the filter GPU H100 excluded the most offers"):
-        up(sdk, options(1, wanted=Wanted(gpu="H100", min_vram_gb=7.6)), steps, env)
+        up(provider, options(1, wanted=Wanted(gpu="H100", min_vram_gb=7.6)), steps, env)
     assert creates(vast) == []

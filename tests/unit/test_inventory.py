@@ -226,7 +226,8 @@ def test_fetch_instances_pages_with_the_key(api: VastDouble) -> None:
 
 
 def test_fetch_instances_bad_key(api: Any) -> None:
-    with pytest.raises(VastInventoryError, match="answered HTTP 401 .* check VAST_API_KEY"):
+    sentence = r"refused the API key while listing instances \(HTTP 401\); check VAST_API_KEY"
+    with pytest.raises(VastInventoryError, match=sentence):
         vast_api.fetch_instances("wrong-key", api.url)
 
 
@@ -315,7 +316,11 @@ def test_debug_inventory_static_hosts(home: Path, tmp_path: Path) -> None:
         ),
         ("instances_mixed", {"VAST_API_KEY": API_KEY, "VAST_LABEL": "old"}, '"old" (1 with that'),
         ("instances_mixed", {}, "No vast.ai API key found (looked at VAST_API_KEY, "),
-        ("instances_mixed", {"VAST_API_KEY": "wrong"}, "answered HTTP 401 when listing instances"),
+        (
+            "instances_mixed",
+            {"VAST_API_KEY": "wrong"},
+            "refused the API key while listing instances (HTTP 401)",
+        ),
         (
             "instances_mixed",
             {"VAST_HOSTS": "ssh4.vast.ai"},

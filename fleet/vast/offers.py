@@ -18,46 +18,16 @@ from typing import Any
 
 from vastai import VastAI
 
-from fleet.vast import call
+from fleet.provider import Wanted
+from fleet.vast.client import call
 
-Offer = dict[str, Any]
+Offer = dict[str, Any]  # an offer row of POST /api/v0/bundles/
 
 _TESTS: dict[str, Callable[[Any, Any], bool]] = {
     "eq": operator.eq,
     "gte": lambda a, b: a is not None and a >= b,
     "lte": lambda a, b: a is not None and a <= b,
 }
-
-
-@dataclass(frozen=True)
-class Wanted:
-    """What `up` asks for; the defaults are the README's."""
-
-    gpu: str = "RTX_4090"
-    max_price: float = 0.40  # $/h, disk included
-    disk_gb: float = 40.0
-    min_vram_gb: float = 8.0
-    gpus: int = 1
-    interruptible: bool = False
-    bid: float | None = None  # $/h for interruptible; default max_price
-    min_reliability: float = 0.98
-    min_inet_down: float = 200.0  # Mbit/s: model pulls are GBs
-    min_cuda: float = 12.1  # Ollama's CUDA 12 runners need NVIDIA driver >= 531 (CUDA 12.1)
-    min_compute_cap: int = 500  # Ollama: compute capability 5.0 or newer
-
-    @property
-    def gpu_name(self) -> str:
-        """vast's spelling: `RTX_4090` on the command line is `RTX 4090` in the API."""
-        return self.gpu.replace("_", " ")
-
-    @property
-    def price_field(self) -> str:
-        """Interruptible offers are chosen by their minimum bid, on-demand by dph_total."""
-        return "min_bid" if self.interruptible else "dph_total"
-
-    @property
-    def price_cap(self) -> float:
-        return self.bid if self.interruptible and self.bid is not None else self.max_price
 
 
 @dataclass(frozen=True)

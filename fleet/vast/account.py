@@ -9,7 +9,7 @@ from typing import Any
 from vastai import VastAI
 
 from fleet.errors import FleetError
-from fleet.vast import call
+from fleet.vast.client import call
 
 DEFAULT_KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")
 
