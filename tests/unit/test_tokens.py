@@ -158,3 +158,13 @@ def test_never_below_what_ollama_counted_for_the_same_prompt() -> None:
     exact = counter.measure(MODEL, QWEN_CODER, payload)
     counter.observe(MODEL, exact, exact.tokens + 7)  # Ollama disagrees with an exact count
     assert counter.measure(MODEL, QWEN_CODER, payload).tokens == exact.tokens + 7
+
+
+def test_a_huge_run_of_one_character_is_counted_not_a_crash() -> None:
+    """tiktoken's regex gives up on a million spaces ("Max stack size exceeded"): the text is
+    counted in halves instead (a cut can move the count by a token), never a 500."""
+    encoding = vocab.vocabulary_for("qwen2")
+    assert encoding is not None
+    small = vocab.count(encoding, " " * 100_000)  # within what tiktoken handles at once
+    huge = vocab.count(encoding, " " * 1_000_000)
+    assert abs(huge - 10 * small) <= 16
