@@ -53,9 +53,11 @@ class GatewayConfig:
     bufsize: int = 512 * 1024
     maxconn: int = 256
     server_maxconn: int = 32
-    # A session whose host is full waits in that host's queue; past this many waiting there, its
-    # request goes to the least busy host instead and the session moves (0: never moves).
-    server_maxqueue: int = 8
+    # A session whose host is full (server_maxconn in flight) waits in that host's queue; while
+    # this many wait there, its request goes to the least busy host instead and the session
+    # moves (0: never moves). 1: a request waits behind at most one other for its host's slots,
+    # so a host that joins under load takes sessions from full hosts, not only new ones.
+    server_maxqueue: int = 1
     # A session's host is forgotten after this long without a request (its KV cache is long
     # gone by then); its next request goes to the least busy host.
     session_expire: str = "4h"
