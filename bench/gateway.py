@@ -7,9 +7,11 @@
    (bench/kv_double.py: one slot per host, prefill for the unshared prompt part, decode per
    token, RTX 4090 rates for a 7B Q4 model). K concurrent Claude Code-shaped sessions (the
    captured first request with its own working directory, then turns adding a Read tool call and
-   its result) are replayed through (a) the gateway as configured (affinity by session id),
-   (b) the same config with `balance roundrobin`, (c) no session id (least busy). Reported:
-   total prefill seconds and mean session wall time, as ratios to (a).
+   its result) are replayed through (a) a consistent hash by session id ("affinity", the
+   gateway's routing before issue 23), (b) `balance roundrobin`, (c) no session id (least
+   busy), (d) the gateway as configured: least busy, then sticky (a stick table on the session
+   id), (e) the consistent hash with bounded load. Reported: total prefill seconds and mean
+   session wall time, as ratios to (a).
 Results: bench/results/gateway.{json,md}.
 """
 
@@ -21,6 +23,7 @@ import copy
 import datetime
 import json
 import random
+import re
 import tempfile
 import threading
 import time
@@ -34,27 +37,32 @@ from bench import report, servers
 from bench.kv_double import KVCacheDouble
 from bench.load import Case, run_case
 from devkit.ports import free_port
-from fleet.haproxy import Backend, GatewayConfig, HAProxy, write_config
+from fleet.haproxy import Backend, GatewayConfig, HAProxy, check_config, write_config
 
 ROOT = servers.ROOT
 RESULTS = ROOT / "bench" / "results"
 FIXTURE = ROOT / "tests" / "fixtures" / "claude_code" / "first_request.json"
 API_KEY = "sk-bench-key"
 SESSION_HEADER = "X-Claude-Code-Session-Id"
-# (name, `balance` override for the by-session backend, whether requests carry the session id)
+# The gateway's consistent hash by session id, as it routed before issue 23 (weight 100: 1,600
+# points per host on the ring, so random session ids split evenly).
+CONSISTENT_HASH = ("balance hdr(X-Claude-Code-Session-Id)\n    hash-type consistent\n"
+                   "    default-server weight 100")
+# (name, routing lines replacing by_session's own, whether requests carry the session id)
 MODES = (
-    ("affinity", None, True),
-    ("round robin", "roundrobin", True),
+    ("affinity", CONSISTENT_HASH, True),
+    ("round robin", "balance roundrobin", True),
     ("least busy (no session id)", None, False),
-    # Not the gateway's routing: a candidate, placing each new session on the least busy host
-    # and keeping it there with a stick table (no consistent hashing).
-    ("least busy, then sticky", "leastconn\n    stick-table type string len 64 size 100k "
-     "expire 2h\n    stick on req.hdr(X-Claude-Code-Session-Id)", True),
-    # The gateway's consistent hash with bounded load: no host takes more than 125% of the
-    # average number of requests in flight; past it a session goes to the next host on the ring.
-    ("affinity, bounded load 125%", "hdr(X-Claude-Code-Session-Id)\n    hash-balance-factor 125",
-     True),
+    # The gateway's routing since issue 23: each new session on the least busy host, kept there
+    # with a stick table.
+    ("least busy, then sticky", None, True),
+    # The consistent hash with bounded load: no host takes more than 125% of the average number
+    # of requests in flight; past it a session goes to the next host on the ring.
+    ("affinity, bounded load 125%", CONSISTENT_HASH + "\n    hash-balance-factor 125", True),
 )
+# by_session's routing lines in fleet/templates/haproxy.cfg.j2, which a mode replaces.
+GATEWAY_ROUTING = re.compile(
+    r"^    balance leastconn\n    stick-table [^\n]*\n    stick on [^\n]*$", re.M)
 # Simulated seconds between a session's answer and its next request (the tool runs, Claude Code
 # reads the result), drawn per turn: this also keeps sessions from moving in lock step.
 THINK_S = (0.5, 4.0)
@@ -65,14 +73,18 @@ def first_request() -> dict[str, Any]:
     return dict(json.loads(FIXTURE.read_text()))
 
 
-def start_gateway(workdir: Path, ports: list[int], balance: str | None = None) -> HAProxy:
-    """HAProxy with the gateway's config for these proxy_app ports (optionally re-balanced)."""
+def start_gateway(workdir: Path, ports: list[int], routing: str | None = None) -> HAProxy:
+    """HAProxy with the gateway's config for these proxy_app ports (optionally with other
+    routing lines in by_session), checked with `haproxy -c`."""
     cfg = GatewayConfig(hosts=[Backend(f"host-{i}", p) for i, p in enumerate(ports)],
                         port=free_port(), stats_port=free_port())
     path = write_config(cfg, workdir)
-    if balance is not None:
-        path.write_text(path.read_text().replace(
-            "balance hdr(X-Claude-Code-Session-Id)", f"balance {balance}"))
+    if routing is not None:
+        text, found = GATEWAY_ROUTING.subn("    " + routing, path.read_text())
+        if found != 1:
+            raise RuntimeError("by_session's routing lines changed in the template")
+        path.write_text(text)
+        check_config(path)
     return HAProxy(path, cfg).start()
 
 
@@ -187,10 +199,10 @@ def affinity_simulation(
             # Claude Code runs each tool and reads its result before the next turn.
             thinks = [[rng.uniform(*THINK_S) * args.time_scale for _ in range(args.turns)]
                       for _ in sessions]
-            for name, balance, send_ids in MODES:
+            for name, routing, send_ids in MODES:
                 for double in doubles:
                     double.reset_kv()
-                haproxy = start_gateway(workdir, ports, balance)
+                haproxy = start_gateway(workdir, ports, routing)
                 try:
                     walls = replay(f"http://127.0.0.1:{haproxy.cfg.port}", sessions,
                                    list(ids) if send_ids else [None] * len(ids), thinks)

@@ -53,6 +53,14 @@ class GatewayConfig:
     bufsize: int = 512 * 1024
     maxconn: int = 256
     server_maxconn: int = 32
+    # A session whose host is full (server_maxconn in flight) waits in that host's queue; while
+    # this many wait there, its request goes to the least busy host instead and the session
+    # moves (0: never moves). 1: a request waits behind at most one other for its host's slots,
+    # so a host that joins under load takes sessions from full hosts, not only new ones.
+    server_maxqueue: int = 1
+    # A session's host is forgotten after this long without a request (its KV cache is long
+    # gone by then); its next request goes to the least busy host.
+    session_expire: str = "4h"
     max_queue: int = 64
     max_header_bytes: int = 65536
     idle_timeout: str = "10m"

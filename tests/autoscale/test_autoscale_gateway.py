@@ -1,8 +1,9 @@
 """Hosts join and leave a running gateway (fleet/autoscale/pool.py, fleet/admin.py) under load.
 
 Two proxy_app processes, each against its own Ollama double whose answers stream for ~0.4 s,
-stand in for two hosts' tunnels. Sessions keep streaming through HAProxy while host-b joins and
-while host-a drains and leaves; not one request may fail or end early.
+stand in for two hosts' tunnels. Sessions keep streaming through HAProxy while host-b joins (a
+new session starts then, and goes to it: sessions stay on their host) and while host-a drains
+(its sessions move to host-b) and leaves; not one request may fail or end early.
 """
 
 from __future__ import annotations
@@ -50,9 +51,11 @@ class Load:
                 else:
                     self.failures.append(f"{resp.status_code}: {text[-200:]}")
 
-    def start(self) -> Load:
-        self._threads = [threading.Thread(target=self._session) for _ in range(self.sessions)]
-        for thread in self._threads:
+    def start(self, sessions: int | None = None) -> Load:
+        """Start `sessions` more sessions (all of them the first time)."""
+        threads = [threading.Thread(target=self._session) for _ in range(sessions or self.sessions)]
+        self._threads += threads
+        for thread in threads:
             thread.start()
         return self
 
@@ -116,6 +119,8 @@ def test_autoscale_hosts_join_and_drain_a_running_gateway_with_no_failed_request
         started = time.monotonic()
         pool.join("host-b", {"port": b.port})
         joined_in = time.monotonic() - started
+        # Sessions stay on their host: the joined host gets new sessions (the least busy host).
+        load.start(sessions=1)
         took = time.monotonic()
         while not b.chats:  # its first request, however loaded this machine is
             assert time.monotonic() - took < 30, "host-b took no request after joining"

@@ -48,13 +48,32 @@ def test_requests_without_a_session_go_to_the_least_busy_host(gateway: Gateway) 
             assert gateway.host_of(f"short {i}") == idle
 
 
-def test_sessions_move_when_their_host_stops_and_come_back_when_it_returns(
+def test_a_new_session_goes_to_the_least_busy_host_and_stays_there(gateway: Gateway) -> None:
+    for host in gateway.hosts.values():
+        host.double.script(Reply("x", hang=True, hang_interval=0.1))
+    with httpx.Client(base_url=gateway.url, timeout=30) as other, other.stream(
+        "POST", "/v1/messages", json=message("long one", stream=True), headers=headers("busy")
+    ) as held:
+        chunks = held.iter_bytes()  # kept: a dropped iterator closes the response
+        next(chunks)  # message_start: the request is on its host
+        busy = gateway.host_of("long one")
+        idle = next(name for name in gateway.hosts if name != busy)
+        gateway.hosts[idle].double.reset()  # its scripted hang is not needed
+        for i in range(4):  # one at a time: the busy host keeps its stream, the other is idle
+            assert gateway.ask(f"new {i}", f"new-session-{i}").status_code == 200
+            assert gateway.host_of(f"new {i}") == idle
+        # Stickiness wins over load: the busy session's next turn stays with its KV cache.
+        assert gateway.ask("busy turn 2", "busy").status_code == 200
+        assert gateway.host_of("busy turn 2") == busy
+
+
+def test_sessions_move_when_their_host_stops_and_stay_when_it_returns(
     gateway: Gateway,
 ) -> None:
     sessions = [f"s{i}" for i in range(12)]
     for session in sessions:
         gateway.ask(f"{session} before", session)
-    home = {s: gateway.host_of(f"{s} before") for s in sessions}
+    assert {gateway.host_of(f"{s} before") for s in sessions} == {"host-a", "host-b"}
     victim = gateway.hosts["host-a"]
     victim.stop()
     # Before HAProxy has noticed: a refused connection is retried on the other host.
@@ -64,12 +83,54 @@ def test_sessions_move_when_their_host_stops_and_come_back_when_it_returns(
     detection = gateway.wait_state("host-a", "DOWN")
     for session in sessions:
         assert gateway.ask(f"{session} after", session).status_code == 200
+        assert gateway.host_of(f"{session} after") == "host-b"
     victim.start()
     gateway.wait_state("host-a", "UP")
+    # Every session stays where it moved (its KV cache is there now) ...
     for session in sessions:
         assert gateway.ask(f"{session} back", session).status_code == 200
-        assert gateway.host_of(f"{session} back") == home[session]
+        assert gateway.host_of(f"{session} back") == "host-b"
+    # ... and new sessions reach the returned host, which has nothing in flight.
+    gateway.hosts["host-b"].double.script(Reply("x", hang=True, hang_interval=0.1))
+    with httpx.Client(base_url=gateway.url, timeout=30) as other, other.stream(
+        "POST", "/v1/messages", json=message("held", stream=True), headers=headers("s0")
+    ) as held:
+        chunks = held.iter_bytes()  # kept: a dropped iterator closes the response
+        next(chunks)  # host-b has a stream in flight (session s0 stays on host-b)
+        for i in range(4):
+            assert gateway.ask(f"fresh {i}", f"fresh-{i}").status_code == 200
+            assert gateway.host_of(f"fresh {i}") == "host-a"
     print(f"host-a DOWN {detection:.2f} s after its proxy stopped")
+
+
+def test_a_session_whose_host_is_full_moves_to_the_least_busy_host(
+    make_gateway: Callable[..., Gateway],
+) -> None:
+    gateway = make_gateway(server_maxconn=1, server_maxqueue=1)
+    for host in gateway.hosts.values():
+        host.double.script(Reply("x", hang=True, hang_interval=0.1))
+    results: list[httpx.Response] = []
+    with httpx.Client(base_url=gateway.url, timeout=30) as other, other.stream(
+        "POST", "/v1/messages", json=message("hold", stream=True), headers=headers("full")
+    ) as held:
+        chunks = held.iter_bytes()  # kept: a dropped iterator closes the response
+        next(chunks)  # its host is full: one request in flight
+        home = gateway.host_of("hold")
+        idle = next(name for name in gateway.hosts if name != home)
+        gateway.hosts[idle].double.reset()  # its scripted hang is not needed
+        waiting = threading.Thread(target=lambda: results.append(
+            gateway.ask("waits for its host", "full")))
+        waiting.start()  # the session's next turn waits in its host's queue
+        deadline = time.monotonic() + 10
+        while not gateway.status()[home]["queued"] and time.monotonic() < deadline:
+            time.sleep(0.02)
+        with httpx.Client(base_url=gateway.url, timeout=30) as third:
+            moved = third.post("/v1/messages", json=message("moves"), headers=headers("full"))
+        assert moved.status_code == 200, moved.text
+        assert gateway.host_of("moves") == idle  # the host's queue is full: the session moved
+    waiting.join(timeout=30)
+    assert results[0].status_code == 200
+    assert gateway.host_of("waits for its host") == home
 
 
 def test_a_large_body_is_retried_on_the_other_host(gateway: Gateway) -> None:
