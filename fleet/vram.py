@@ -13,19 +13,8 @@ import re
 from collections.abc import Sequence
 
 from fleet.errors import FleetError
+from roles.ollama.figures import KNOWN, OVERHEAD_GB
 
-# Ollama library download sizes (Q4_K_M) in GB and f16 KV-cache bytes per token:
-# 2 (K and V) x layers x KV heads x head dim x 2 bytes, from each model's config.
-KNOWN: dict[str, tuple[float, int]] = {
-    "qwen2.5-coder:0.5b": (0.40, 2 * 24 * 2 * 64 * 2),
-    "qwen2.5-coder:1.5b": (0.99, 2 * 28 * 2 * 128 * 2),
-    "qwen2.5-coder:3b": (1.9, 2 * 36 * 2 * 128 * 2),
-    "qwen2.5-coder:7b": (4.7, 2 * 28 * 4 * 128 * 2),
-    "qwen2.5-coder:14b": (9.0, 2 * 48 * 8 * 128 * 2),
-    "qwen2.5-coder:32b": (20.0, 2 * 64 * 8 * 128 * 2),
-    "qwen3-coder:30b": (19.0, 2 * 48 * 4 * 128 * 2),  # Qwen3-Coder-30B-A3B: 48 layers, 4 KV heads
-}
-OVERHEAD_GB = 1.0
 # Unknown `name:<N>b` models: Q4_K_M weighs about 0.65 GB per billion parameters; KV cache
 # about 8 KiB per token per billion (qwen2.5-coder:7b: 56 KiB).
 GB_PER_BILLION = 0.65
@@ -42,8 +31,9 @@ def model_gb(model: str, context: int) -> float:
         size = _SIZE.search(name)
         if size is None:
             raise FleetError(
-                f"Cannot tell how much VRAM the model {model} needs (not in fleet/vram.py and"
-                " no size such as `:7b` in its name); pass the need yourself with"
+                f"Cannot tell how much VRAM the model {model} needs (not in"
+                " roles/ollama/figures.py and no size such as `:7b` in its name); pass the need"
+                " yourself with"
                 " VRAM=<GB> (make) or --min-vram <GB>."
             )
         billions = float(size.group(1))

@@ -2,7 +2,7 @@
 
 Need of one loaded model = weights + KV cache + OVERHEAD_GB, where the KV cache is
 `kv_bytes_per_token × context × parallel slots` (Ollama gives llama-server `-c num_ctx × -np`).
-Figures (the table lives in fleet/vram.py, which `make up` uses to pick offers):
+Figures (the table lives in roles/ollama/figures.py; `make up` uses it too, to pick offers):
 - weights: the Q4_K_M download sizes of the Ollama library tags (ollama.com/library/
   qwen2.5-coder: 1.5b 986 MB, 3b 1.9 GB, 7b 4.7 GB, 14b 9.0 GB, 32b 20 GB;
   qwen3-coder:30b 19 GB);
@@ -18,9 +18,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# One table of figures for the deploy's check and `make up`'s offer filter (fleet/vram.py).
-from fleet.vram import KNOWN, OVERHEAD_GB
 from proxy_app.ollama import canonical_name
+
+# One table of figures for the deploy's check and `make up`'s offer filter (fleet/vram.py).
+from roles.ollama.figures import KNOWN, OVERHEAD_GB
 
 
 @dataclass(frozen=True)
