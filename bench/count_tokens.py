@@ -27,8 +27,8 @@ if str(ROOT) not in sys.path:
 
 from proxy_app import vocab  # noqa: E402
 from proxy_app.anthropic import MessagesRequest  # noqa: E402
-from proxy_app.chat_template import QWEN25_CODER  # noqa: E402
-from proxy_app.ollama import ModelProfile  # noqa: E402
+from proxy_app.engines.chat_template import QWEN25_CODER  # noqa: E402
+from proxy_app.engines.profile import ModelProfile  # noqa: E402
 from proxy_app.tokens import TokenCounter  # noqa: E402
 from proxy_app.translate import to_ollama_request  # noqa: E402
 

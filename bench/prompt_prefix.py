@@ -6,7 +6,7 @@ through the double's KV slot model (one slot, as OLLAMA_NUM_PARALLEL=1; Qwen's t
 ways, on the same conversations:
 - before: the prompt Ollama 0.32.7 builds from /api/chat (its qwen2.5-coder Go template, its
   `collate` moving every system message to the top, calls dropped from turns with text), as
-  `proxy_app.chat_template` reproduces it; the slot holds that prompt plus what the model wrote;
+  `proxy_app.engines.chat_template` reproduces it; the slot holds that prompt plus what the model wrote;
 - after: the prompt proxy_app renders (Qwen's published template) and sends raw.
 Prefill tokens are what the slot did not hold. A new session starts on the slot the first
 session left warm: in the same project with other words, and in another project. Writes
@@ -31,7 +31,7 @@ import httpx
 from devkit import llamacpp
 from ollama_double.qwen_template import render
 from ollama_double.server import QWEN_SYSTEM, KvSlots, OllamaDouble, raw_prompt_ids
-from proxy_app.chat_template import QWEN25_CODER
+from proxy_app.engines.chat_template import QWEN25_CODER
 from proxy_app.config import Settings
 from proxy_app.families import QWEN25
 from proxy_app.families import render as render_published

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ollama_double.gofmt import go_json, go_print
-from proxy_app.chat_template import QwenTemplate
+from proxy_app.engines.chat_template import QwenTemplate
 from proxy_app.families.chatml import with_image_tags
 
 TOOLS_MARK = "# Tools"

@@ -34,7 +34,7 @@ from typing import Any, NamedTuple
 try:  # Ollama's exact prompt and Qwen's vocabulary; absent in the sandbox's stdlib-only stand-in
     from ollama_double import qwen3coder_renderer as _qwen3coder
     from ollama_double import qwen_template as _qwen_render
-    from proxy_app import chat_template as _chat_template
+    from proxy_app.engines import chat_template as _chat_template
     from proxy_app import vocab as _vocab
 
     _RENDERS_PROMPTS = True

@@ -1,7 +1,8 @@
 """/health's dependency checks, each run at most once a second whatever the request rate.
 
-/health needs no key, and each check costs Ollama two calls (/api/version, /api/tags) and
-Redis a PING; answered live, a flood of health checks became a flood on Ollama. Here each
+/health needs no key, and each check costs the engine two calls (Ollama: /api/version and
+/api/tags) and Redis a PING; answered live, a flood of health checks became a flood on the
+engine. Here each
 dependency's check runs in a task of its own, at most once per INTERVAL seconds: every
 /health asked meanwhile shares that check's result (it waits for a check under way rather
 than answering older news). `live=True` (/health?deep=1, behind the API key) checks now.
@@ -15,11 +16,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
 from proxy_app.cache import ResponseCache
-from proxy_app.errors import ProxyError
-from proxy_app.ollama import ModelCatalog, OllamaClient, canonical_name
+from proxy_app.engines import Component, Engine
 
 T = TypeVar("T")
-Component = dict[str, Any]
 INTERVAL = 1.0
 
 
@@ -51,28 +50,25 @@ class Refreshed(Generic[T]):
 
 
 class Checks:
-    """/health's answer from Ollama's and the cache's refreshed state."""
+    """/health's answer from the engine's and the cache's refreshed state."""
 
-    def __init__(
-        self, *, model: str, ollama: OllamaClient, catalog: ModelCatalog, cache: ResponseCache
-    ) -> None:
-        self.model = canonical_name(model)
-        self.ollama = ollama
-        self.catalog = catalog
+    def __init__(self, *, model: str, engine: Engine, cache: ResponseCache) -> None:
+        self.model = model
+        self.engine = engine
         self.cache = cache
-        self.ollama_state = Refreshed(self.check_ollama)
+        self.engine_state = Refreshed(self.check_engine)
         self.cache_state = Refreshed(cache.health)
 
     async def report(self, *, live: bool = False) -> tuple[int, dict[str, Any]]:
         """(HTTP status, body): healthy, degraded or unhealthy (503), with each component."""
         if live:
-            ollama, cache = await asyncio.gather(self.check_ollama(), self.cache.health())
+            engine, cache = await asyncio.gather(self.check_engine(), self.cache.health())
         else:
-            ollama, cache = await asyncio.gather(self.ollama_state.get(), self.cache_state.get())
-        components = {**ollama, "cache": cache}
-        # Without Ollama, cached answers for a model seen before are still served.
-        from_cache = cache["status"] == "ok" and self.catalog.known(self.model)
-        if components["ollama"]["status"] != "ok" and not from_cache:
+            engine, cache = await asyncio.gather(self.engine_state.get(), self.cache_state.get())
+        components = {**engine, "cache": cache}
+        # Without the engine, cached answers for a model seen before are still served.
+        from_cache = cache["status"] == "ok" and self.engine.catalog.known(self.model)
+        if components[self.engine.kind]["status"] != "ok" and not from_cache:
             status = "unhealthy"
         elif any(c["status"] == "error" for c in components.values()):
             status = "degraded"
@@ -81,20 +77,6 @@ class Checks:
         code = 503 if status == "unhealthy" else 200
         return code, {"status": status, "components": components}
 
-    async def check_ollama(self) -> dict[str, Component]:
-        """Ollama's version and whether it has the default model (two calls)."""
-        model = self.model
-        try:
-            version = await self.ollama.get_json("/api/version", timeout=3.0)
-            models = await self.catalog.refresh()
-        except ProxyError as exc:
-            return {
-                "ollama": {"status": "error", "error": exc.message},
-                "model": {"status": "unknown", "name": model},
-            }
-        ollama = {"status": "ok", "version": version.get("version", "")}
-        if model not in models:
-            error = f"model {model} is not pulled; run `ollama pull {model}`"
-            return {"ollama": ollama, "model": {"status": "error", "name": model, "error": error}}
-        digest = str(models[model].get("digest", ""))
-        return {"ollama": ollama, "model": {"status": "ok", "name": model, "digest": digest}}
+    async def check_engine(self) -> dict[str, Component]:
+        """The engine's components (it and the default model), checked now."""
+        return await self.engine.check(self.model)

@@ -9,6 +9,9 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 CacheMode = Literal["all", "deterministic", "off"]
+EngineKind = Literal["ollama", "openai"]
+# Where an OpenAI-compatible engine listens by default: llama-server's port.
+OPENAI_URL = "http://127.0.0.1:8080"
 
 
 def _split_csv(value: str) -> list[str]:
@@ -23,6 +26,12 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # The engine: "ollama" (its native API) or "openai" (an OpenAI-compatible server:
+    # llama.cpp's llama-server, vLLM, SGLang), and its URL. PROXY_OLLAMA_URL is the older name
+    # of PROXY_ENGINE_URL for Ollama, still read. Empty PROXY_ENGINE_URL: PROXY_OLLAMA_URL for
+    # Ollama, llama-server's default address for "openai".
+    engine: EngineKind = "ollama"
+    engine_url: str = ""
     ollama_url: str = "http://127.0.0.1:11434"
     default_model: str = "qwen2.5-coder:7b"
     model_aliases: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
@@ -98,6 +107,12 @@ class Settings(BaseSettings):
                 "must start with redis:// or rediss:// (or be empty to turn the cache off)"
             )
         return value
+
+    @model_validator(mode="after")
+    def _resolve_engine_url(self) -> Settings:
+        if not self.engine_url:
+            self.engine_url = self.ollama_url if self.engine == "ollama" else OPENAI_URL
+        return self
 
     @model_validator(mode="after")
     def _refuse_open_public_bind(self) -> Settings:

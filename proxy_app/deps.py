@@ -10,17 +10,18 @@ from fastapi import Depends, Request
 from proxy_app.cache import ResponseCache
 from proxy_app.checks import Checks
 from proxy_app.config import Settings
+from proxy_app.engines import Catalog
+from proxy_app.engines.ollama_engine import OllamaEngine
 from proxy_app.generation import Backend
 from proxy_app.metrics import Metrics
 from proxy_app.offload import Offload
-from proxy_app.ollama import ModelCatalog, OllamaClient
 from proxy_app.tokens import TokenCounter
 
 
 @dataclass
 class Services:
     settings: Settings
-    backend: Backend  # Ollama: its client, model catalog and token counter
+    backend: Backend  # the engine (Ollama or an OpenAI-compatible server) and its catalog
     metrics: Metrics
     cache: ResponseCache  # disabled (never touches Redis) when PROXY_REDIS_URL is empty
     checks: Checks  # /health's dependency checks, at most once a second each
@@ -30,16 +31,15 @@ class Services:
         return self.backend.offload
 
     @property
-    def ollama(self) -> OllamaClient:
-        return self.backend.ollama
-
-    @property
-    def catalog(self) -> ModelCatalog:
+    def catalog(self) -> Catalog:
         return self.backend.catalog
 
     @property
     def counter(self) -> TokenCounter:
-        return self.backend.counter
+        """Ollama's token counter (the OpenAI-compatible engine counts at the engine)."""
+        engine = self.backend.engine
+        assert isinstance(engine, OllamaEngine), "only the Ollama engine counts in proxy_app"
+        return engine.counter
 
 
 def get_services(request: Request) -> Services:

@@ -20,6 +20,9 @@ from proxy_app.cache import ResponseCache
 from proxy_app.checks import Checks
 from proxy_app.config import Settings
 from proxy_app.deps import Services
+from proxy_app.engines import Engine
+from proxy_app.engines.ollama_engine import OllamaEngine
+from proxy_app.engines.openai import OpenAIEngine
 from proxy_app.errors import (
     InvalidRequestError,
     ProxyError,
@@ -32,10 +35,8 @@ from proxy_app.generation import Backend
 from proxy_app.lag import watch_lag
 from proxy_app.metrics import Metrics
 from proxy_app.offload import Offload
-from proxy_app.ollama import ModelCatalog, OllamaClient
 from proxy_app.redact import install_access_log_filter
 from proxy_app.routes import health, messages, models
-from proxy_app.tokens import TokenCounter
 
 log = logging.getLogger("proxy_app")
 
@@ -48,23 +49,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         install_access_log_filter()  # query values (keys sent as ?key=…) never reach the log
-        ollama = OllamaClient(
-            settings.ollama_url,
-            connect_timeout=settings.connect_timeout,
-            read_timeout=settings.read_timeout,
-        )
-        backend = Backend(
-            settings,
-            ollama=ollama,
-            catalog=ModelCatalog(ollama),
-            counter=TokenCounter(),
-            metrics=app.state.metrics,
-            offload=Offload(settings.worker_threads),
-        )
+        offload = Offload(settings.worker_threads)
+        engine = open_engine(settings, offload)
+        backend = Backend(settings, engine=engine, metrics=app.state.metrics, offload=offload)
         cache = ResponseCache(settings)
-        checks = Checks(
-            model=settings.default_model, ollama=ollama, catalog=backend.catalog, cache=cache
-        )
+        checks = Checks(model=settings.default_model, engine=engine, cache=cache)
         services = Services(settings, backend, app.state.metrics, cache, checks)
         app.state.services = services
         # Qwen's vocabulary takes ~0.5 s to load: do it now rather than in the first request.
@@ -75,7 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield {"metrics": app.state.metrics}
         finally:
             lag.cancel()
-            await ollama.aclose()
+            await engine.aclose()
             await services.cache.aclose()
             backend.offload.close()
 
@@ -97,6 +86,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_middleware(RequestIdMiddleware, metrics=app.state.metrics)
     return app
+
+
+def open_engine(settings: Settings, offload: Offload) -> Engine:
+    """The engine PROXY_ENGINE names, at PROXY_ENGINE_URL."""
+    if settings.engine == "openai":
+        return OpenAIEngine(settings, offload)
+    return OllamaEngine(settings, offload)
 
 
 def error_response(error: ProxyError, request_id: str) -> JSONResponse:

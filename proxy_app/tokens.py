@@ -26,11 +26,11 @@ import orjson
 import tiktoken
 
 from proxy_app import vocab
-from proxy_app.chat_template import match_template
+from proxy_app.engines.chat_template import match_template
+from proxy_app.engines.profile import ModelProfile
 from proxy_app.families import Family
 from proxy_app.families.qwen3coder import QWEN3_CODER
 from proxy_app.families.qwen25 import QWEN25
-from proxy_app.ollama import ModelProfile
 
 log = logging.getLogger(__name__)
 

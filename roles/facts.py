@@ -15,7 +15,7 @@ from pyinfra.api.facts import FactBase
 
 # The spelling /api/tags uses (`qwen2.5-coder` -> `qwen2.5-coder:latest`): proxy_app's own rule,
 # a pure function (proxy_app never imports pyinfra), so the deploy and the proxy agree on it.
-from proxy_app.ollama import canonical_name
+from proxy_app.engines.ollama import canonical_name
 
 SUPERVISOR_CONF = "/etc/supervisor/supervisord.conf"
 

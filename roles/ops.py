@@ -14,7 +14,7 @@ from pyinfra.api.operation import operation
 from pyinfra.context import host
 from pyinfra.facts.files import Sha256File
 
-from proxy_app.ollama import canonical_name
+from proxy_app.engines.ollama import canonical_name
 from roles.facts import (
     SUPERVISOR_CONF,
     HttpAnswers,

@@ -62,20 +62,21 @@ async def get_model(model_id: str, request: Request, services: ServicesDep) -> J
     )
     if await services.catalog.digest(target) is None:
         raise NotFoundError(
-            f"model: '{model_id}' is not available; pull it with `ollama pull {target}`."
+            f"model: '{model_id}' is not available; {services.catalog.missing(target)}."
         )
-    return JSONResponse(_entry(model_id, target, EPOCH, settings.num_ctx_for(target)))
+    window = await services.catalog.window(target)
+    return JSONResponse(_entry(model_id, target, EPOCH, window))
 
 
 async def _entries(services: ServicesDep) -> list[dict[str, Any]]:
-    settings = services.settings
-    tags = await services.catalog.refresh()
+    catalog = services.catalog
+    tags = await catalog.refresh()
     entries = []
-    for aliased, target in settings.model_aliases.items():
-        entries.append(_entry(aliased, target, EPOCH, settings.num_ctx_for(target)))
+    for aliased, target in services.settings.model_aliases.items():
+        entries.append(_entry(aliased, target, EPOCH, await catalog.window(target)))
     for name, tag in tags.items():
         created = _rfc3339(tag.get("modified_at"))
-        entries.append(_entry(name, name, created, settings.num_ctx_for(name)))
+        entries.append(_entry(name, name, created, await catalog.window(name)))
     return entries
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from proxy_app.ollama import canonical_name
+from proxy_app.engines.ollama import canonical_name
 
 # One table of figures for the deploy's check and `make up`'s offer filter (fleet/vram.py).
 from roles.ollama.figures import KNOWN, OVERHEAD_GB

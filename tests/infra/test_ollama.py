@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from testinfra.host import Host
 
-from proxy_app.ollama import canonical_name
+from proxy_app.engines.ollama import canonical_name
 from tests.infra.conftest import skip_unless_engine
 
 pytestmark = pytest.mark.infra

@@ -14,7 +14,7 @@ import pytest
 
 from ollama_double.qwen3coder_renderer import INSTRUCTIONS, Qwen3CoderRenderer
 from ollama_double.qwen_template import render
-from proxy_app.chat_template import QWEN25, QWEN25_CODER, match_template
+from proxy_app.engines.chat_template import QWEN25, QWEN25_CODER, match_template
 
 BODY: dict[str, Any] = {
     "messages": [

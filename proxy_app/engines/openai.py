@@ -1,0 +1,313 @@
+"""An OpenAI-compatible engine: llama.cpp's `llama-server` (tested live), vLLM and SGLang (the
+same `/v1/completions` and `/v1/models`; read, not tested).
+
+What the model reads is one string, counted and sent: proxy_app renders it for a family it
+knows (by the model's name: qwen2.5*, qwen3-coder*), else the engine renders the model's own
+template (llama.cpp's `/apply-template`; a template without tools gets them in text,
+proxy_app.engines.chat_messages). The engine's `/tokenize` counts it, so count_tokens, the
+guard and `usage.input_tokens` are the engine's own count; the string goes to
+`/v1/completions` as a raw prompt with `cache_prompt` (llama.cpp keeps the slot's KV cache for
+the common prefix). The answer's length is capped to what the window leaves, so a
+`max_tokens` of 32,000 cannot run a small window to its end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import orjson
+
+from proxy_app.bound import refuse_unfittable
+from proxy_app.config import Settings
+from proxy_app.engines import Chunk, Component
+from proxy_app.engines.chat_messages import chat_messages
+from proxy_app.engines.http import JSON_HEADERS, EngineClient, upstream_error
+from proxy_app.engines.profile import ModelProfile
+from proxy_app.errors import (
+    InvalidRequestError,
+    OverloadedError,
+    PromptTooLongError,
+    ProxyError,
+    UpstreamError,
+    UpstreamTimeoutError,
+)
+from proxy_app.families import family_named, render
+from proxy_app.offload import Offload
+from proxy_app.plan import Counted, Plan
+from proxy_app.tokens import Measure
+
+log = logging.getLogger(__name__)
+
+COMPLETIONS = "/v1/completions"
+SAMPLING = ("temperature", "top_p", "top_k")  # options passed on as they are
+
+
+class OpenAIClient(EngineClient):
+    label = "The engine"
+    unreachable_hint = "check that the engine (PROXY_ENGINE_URL) is running"
+
+    @asynccontextmanager
+    async def stream(self, body: bytes) -> AsyncIterator[AsyncIterator[Chunk]]:
+        """A streamed /v1/completions; inside, its events as /api/chat chunks."""
+        with self._translate_failures(COMPLETIONS):
+            async with self._http.stream(
+                "POST", COMPLETIONS, content=body, headers=JSON_HEADERS
+            ) as response:
+                if response.status_code != 200:
+                    await response.aread()
+                    raise self.error(response.status_code, response.content)
+                yield _chunks(response)
+
+    async def complete(self, body: bytes) -> Chunk:
+        """A whole /v1/completions answer as one final chunk."""
+        answer = await self.post_raw(COMPLETIONS, body)
+        choice = _choice(answer)
+        final = _final(choice.get("finish_reason"), answer.get("usage"))
+        return {**final, "message": {"role": "assistant", "content": choice.get("text") or ""}}
+
+    async def post_raw(self, path: str, body: bytes) -> dict[str, Any]:
+        answer = await self._request("POST", path, body, None)
+        if not isinstance(answer, dict):
+            raise UpstreamError(f"The engine answered {path} with {str(answer)[:200]}")
+        return answer
+
+
+async def _chunks(response: httpx.Response) -> AsyncIterator[Chunk]:
+    """Server-sent events of /v1/completions as /api/chat chunks: each text, then one final
+    chunk (stop reason and usage) once `[DONE]` came; without it, no final chunk."""
+    reason, usage = None, None
+    async for line in response.aiter_lines():
+        if not line.startswith("data:"):
+            continue
+        data = line[5:].strip()
+        if data == "[DONE]":
+            yield _final(reason, usage)
+            return
+        event = orjson.loads(data)
+        if isinstance(event, dict) and "error" in event:
+            error = event["error"]
+            message = error.get("message") if isinstance(error, dict) else error
+            raise upstream_error("The engine", 500, str(message), mid_stream=True)
+        choice = _choice(event)
+        reason = choice.get("finish_reason") or reason
+        usage = event.get("usage") or usage
+        if choice.get("text"):
+            yield {"message": {"role": "assistant", "content": choice["text"]}, "done": False}
+
+
+def _choice(event: dict[str, Any]) -> dict[str, Any]:
+    choices = event.get("choices") or [{}]
+    first = choices[0]
+    return first if isinstance(first, dict) else {}
+
+
+def _final(reason: Any, usage: Any) -> Chunk:
+    usage = usage if isinstance(usage, dict) else {}
+    return {
+        "message": {"role": "assistant", "content": ""},
+        "done": True,
+        "done_reason": "length" if reason == "length" else "stop",
+        "prompt_eval_count": int(usage.get("prompt_tokens") or 0),
+        "eval_count": int(usage.get("completion_tokens") or 0),
+    }
+
+
+class OpenAICatalog:
+    """The engine's /v1/models by id, refreshed every `ttl` seconds or on a miss, and what its
+    /props says of the loaded model (llama.cpp: template, tool support, window per slot)."""
+
+    def __init__(self, client: OpenAIClient, settings: Settings, ttl: float = 10.0) -> None:
+        self._client = client
+        self._settings = settings
+        self._ttl = ttl
+        self._models: dict[str, dict[str, Any]] = {}
+        self._fetched = 0.0
+        self._props: dict[str, Any] | None = None
+
+    async def refresh(self) -> dict[str, dict[str, Any]]:
+        listed = await self._client.get_json("/v1/models", timeout=5.0)
+        models = {}
+        for entry in listed.get("data") or []:
+            # what identifies the weights; llama.cpp's `created` is the time of the call
+            stable = {k: v for k, v in entry.items() if k != "created"}
+            digest = hashlib.sha256(orjson.dumps(stable, option=orjson.OPT_SORT_KEYS))
+            models[str(entry.get("id"))] = {**entry, "digest": f"sha256:{digest.hexdigest()}"}
+        self._models, self._fetched = models, time.monotonic()
+        return models
+
+    async def digest(self, name: str) -> str | None:
+        if name not in self._models or time.monotonic() - self._fetched > self._ttl:
+            try:
+                await self.refresh()
+            except (OverloadedError, UpstreamTimeoutError):
+                if name not in self._models:
+                    raise
+                self._fetched = time.monotonic()
+        entry = self._models.get(name)
+        return None if entry is None else str(entry["digest"])
+
+    async def has(self, name: str) -> bool:
+        return await self.digest(name) is not None
+
+    def known(self, name: str) -> bool:
+        return name in self._models
+
+    async def profile(self, name: str) -> ModelProfile:  # noqa: ARG002 - one model per server
+        props = await self._load_props()
+        caps = props.get("chat_template_caps") or {}
+        return ModelProfile(
+            template=str(props.get("chat_template") or ""),
+            capabilities=("tools",) if caps.get("supports_tools") else (),
+        )
+
+    async def window(self, name: str) -> int:
+        """llama.cpp's tokens per slot (/props), vLLM's `max_model_len`, else PROXY_NUM_CTX."""
+        props = await self._load_props()
+        per_slot = (props.get("default_generation_settings") or {}).get("n_ctx")
+        if per_slot:
+            return int(per_slot)
+        listed = self._models.get(name) or {}
+        return int(listed.get("max_model_len") or self._settings.num_ctx_for(name))
+
+    def missing(self, name: str) -> str:
+        served = ", ".join(sorted(self._models)) or "no model"
+        return (
+            f"the engine at {self._client.shown_url} serves {served}; set PROXY_DEFAULT_MODEL "
+            f"or PROXY_MODEL_ALIASES to a model it serves (not {name!r})"
+        )
+
+    async def _load_props(self) -> dict[str, Any]:
+        """llama.cpp's /props (asked once: a server loads one model); {} where there is none."""
+        if self._props is None:
+            try:
+                props = await self._client.get_json("/props", timeout=5.0)
+            except ProxyError as exc:
+                if exc.status != 404:
+                    raise
+                props = {}
+            self._props = props if isinstance(props, dict) else {}
+        return self._props
+
+
+class OpenAIEngine:
+    kind = "engine"
+
+    def __init__(self, settings: Settings, offload: Offload) -> None:
+        self.client = OpenAIClient(
+            settings.engine_url,
+            connect_timeout=settings.connect_timeout,
+            read_timeout=settings.read_timeout,
+        )
+        self.catalog = OpenAICatalog(self.client, settings)
+        self.offload = offload
+        self._warned: set[str] = set()
+
+    async def count(self, plan: Plan, limit: int | None) -> Counted:
+        payload = plan.upstream.payload
+        if limit is not None:  # a prompt whose size alone proves it too long is not sent
+            await self.offload.run(refuse_unfittable, payload, limit)
+        prompt = await self.prompt(plan)
+        tokens = await self.tokens(prompt)
+        if limit is not None and tokens > limit:
+            raise PromptTooLongError(tokens, limit)
+        body = completion_body(plan, prompt, tokens)
+        measure = Measure(tokens, tokens, True, b"", prompt)
+        return Counted(plan, orjson.dumps(body), COMPLETIONS, measure, limit)
+
+    async def prompt(self, plan: Plan) -> str:
+        """The text the model reads: a known family rendered here, else the engine's template."""
+        payload = plan.upstream.payload
+        messages, tools = payload.get("messages") or [], payload.get("tools") or []
+        _refuse_images(messages)
+        family = family_named(plan.upstream_model)
+        if family is not None:
+            rendered: str = await self.offload.run(render, family, messages, tools)
+            return rendered
+        has_tools = "tools" in plan.profile.capabilities
+        body: dict[str, Any] = {
+            "messages": chat_messages(messages, tools, template_has_tools=has_tools)
+        }
+        if tools and has_tools:
+            body["tools"] = tools
+        try:
+            answer = await self.client.post_raw("/apply-template", orjson.dumps(body))
+        except ProxyError as exc:
+            if exc.status != 404:
+                raise
+            raise UpstreamError(
+                f"The engine at {self.client.shown_url} cannot render {plan.upstream_model}'s "
+                "template for proxy_app (it has no /apply-template, which llama.cpp's server "
+                "has); serve a model of a family proxy_app renders (qwen2.5*, qwen3-coder*)."
+            ) from exc
+        return str(answer.get("prompt") or "")
+
+    async def tokens(self, prompt: str) -> int:
+        """The engine's count of the prompt, as its completion tokenizes it."""
+        body = orjson.dumps({"content": prompt, "add_special": True})
+        answer = await self.client.post_raw("/tokenize", body)
+        return len(answer.get("tokens") or [])
+
+    def stream(self, counted: Counted) -> Any:
+        return self.client.stream(counted.body)
+
+    async def answer(self, counted: Counted) -> Chunk:
+        return await self.client.complete(counted.body)
+
+    def observe(self, counted: Counted, prompt_eval_count: int) -> None:
+        model = counted.plan.upstream_model
+        if prompt_eval_count != counted.tokens and model not in self._warned:
+            self._warned.add(model)
+            log.warning(
+                "the engine's /tokenize counted %d tokens for %s but its completion %d",
+                counted.tokens,
+                model,
+                prompt_eval_count,
+            )
+
+    async def check(self, model: str) -> dict[str, Component]:
+        """The engine's /health (llama.cpp: 503 while loading) and whether it serves `model`."""
+        try:
+            await self.client.get_json("/health", timeout=3.0)
+            models = await self.catalog.refresh()
+        except ProxyError as exc:
+            return {
+                "engine": {"status": "error", "error": exc.message},
+                "model": {"status": "unknown", "name": model},
+            }
+        engine = {"status": "ok", "url": self.client.shown_url}
+        if model not in models:
+            error = self.catalog.missing(model)
+            return {"engine": engine, "model": {"status": "error", "name": model, "error": error}}
+        digest = str(models[model]["digest"])
+        return {"engine": engine, "model": {"status": "ok", "name": model, "digest": digest}}
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+def completion_body(plan: Plan, prompt: str, tokens: int) -> dict[str, Any]:
+    """/v1/completions for the rendered prompt: the answer capped to what the window leaves."""
+    options = plan.upstream.payload.get("options") or {}
+    body: dict[str, Any] = {"model": plan.upstream_model, "prompt": prompt, "stream": plan.stream}
+    if "num_predict" in options:
+        body["max_tokens"] = max(min(int(options["num_predict"]), plan.window - tokens), 1)
+    body.update({key: options[key] for key in SAMPLING if key in options})
+    if plan.stream:
+        body["stream_options"] = {"include_usage": True}
+    body["cache_prompt"] = True  # llama.cpp: reuse the slot's KV cache for the common prefix
+    return body
+
+
+def _refuse_images(messages: list[dict[str, Any]]) -> None:
+    for i, message in enumerate(messages):
+        if message.get("images"):
+            raise InvalidRequestError(
+                f"messages.{i}: images are not supported with PROXY_ENGINE=openai (proxy_app "
+                "sends the engine a text prompt); use the Ollama engine for a vision model."
+            )
