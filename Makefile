@@ -49,7 +49,7 @@ deps: apt venv node ## apt + venv + node
 lint: venv ## ruff, mypy and the documentation site (mkdocs build --strict into site/)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 docs: venv ## serve the documentation site on http://127.0.0.1:8008 (mkdocs serve), Ctrl-C stops
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve

@@ -241,10 +241,11 @@ def test_the_bench_hook_renders_the_results() -> None:
 
 
 def test_the_site_builds_strictly(tmp_path: Path) -> None:
-    """Broken links or anchors, pages left out of nav, a missing snippet: any warning fails."""
+    """Broken links or anchors, pages left out of nav, a missing snippet: any warning fails.
+    (Not --quiet: it hides the warnings from --strict, which then passes a broken site.)"""
     mkdocs = shutil.which("mkdocs", path=str(Path(sys.executable).parent)) or "mkdocs"
     done = subprocess.run(
-        [mkdocs, "build", "--strict", "--quiet", "--site-dir", str(tmp_path / "site")],
+        [mkdocs, "build", "--strict", "--site-dir", str(tmp_path / "site")],
         cwd=ROOT,
         capture_output=True,
         text=True,
