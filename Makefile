@@ -10,7 +10,7 @@ export SANDBOX_HOSTS
 APT_PACKAGES := redis-server debootstrap openssh-client openssl zstd systemd curl iproute2 procps \
                 slirp4netns systemd-container haproxy cmake ninja-build g++ prometheus
 
-.PHONY: help venv apt node deps test lint unit deploy sandbox-up sandbox-down sandbox-status \
+.PHONY: help venv apt node deps test lint docs unit deploy sandbox-up sandbox-down sandbox-status \
         sandbox-restart check-hosts tunnel gateway gateway-status bench bench-charts bench-limits \
         bench-deploy clean up down stop start status autoscale
 
@@ -23,7 +23,7 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[deploy,test]'
+	$(BIN)/pip install --quiet -e '.[deploy,test,docs]'
 	touch $@
 
 venv: $(VENV)/.installed ## create .venv with every Python dependency
@@ -46,9 +46,13 @@ node: node_modules/.installed ## install the pinned Claude Code CLI (node_module
 
 deps: apt venv node ## apt + venv + node
 
-lint: venv ## ruff and mypy
+lint: venv ## ruff, mypy and the documentation site (mkdocs build --strict into site/)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+docs: venv ## serve the documentation site on http://127.0.0.1:8008 (mkdocs serve), Ctrl-C stops
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
 
 test: deps lint ## install everything and run the whole suite
 	$(BIN)/pytest
@@ -140,7 +144,7 @@ status: venv ## one row per labelled instance: state, cost, health, tokens; the 
 	$(BIN)/python -m fleet status $(if $(JSON),--json,)
 
 # The gateway with an autoscaler, foreground until Ctrl-C: hosts rented/started when requests
-# wait or are refused, drained and stopped when idle, within the budget (README, "Autoscaling").
+# wait or are refused, drained and stopped when idle, within the budget (docs/autoscaling.md).
 MIN_HOSTS ?= 0
 MAX_HOSTS ?= 2
 BUDGET_PER_HOUR ?= 1.00
@@ -155,5 +159,5 @@ autoscale: venv apt ## the gateway + autoscaler (MIN_HOSTS, MAX_HOSTS, MAX_PRICE
 	  $(if $(WAIT_SECONDS),--wait-seconds $(WAIT_SECONDS),) \
 	  $(if $(SUSTAIN_SECONDS),--sustain-seconds $(SUSTAIN_SECONDS),)
 
-clean: ## remove .venv, node_modules and build output
-	rm -rf $(VENV) node_modules build dist *.egg-info
+clean: ## remove .venv, node_modules and build output (site/ too)
+	rm -rf $(VENV) node_modules build dist site *.egg-info

@@ -13,7 +13,7 @@ order, sharing the fleet:
    else the SDK) wakes a stopped host, which needs no deploy, and is answered.
 
 Cold starts are printed (run with -s) and, with RECORD_RESULTS=1, written to
-bench/results/autoscale.json (the README's numbers).
+bench/results/autoscale.json (the numbers docs/autoscaling.md renders).
 """
 
 from __future__ import annotations
