@@ -6,7 +6,8 @@ through the double's KV slot model (one slot, as OLLAMA_NUM_PARALLEL=1; Qwen's t
 ways, on the same conversations:
 - before: the prompt Ollama 0.32.7 builds from /api/chat (its qwen2.5-coder Go template, its
   `collate` moving every system message to the top, calls dropped from turns with text), as
-  `proxy_app.engines.chat_template` reproduces it; the slot holds that prompt plus what the model wrote;
+  `proxy_app.engines.chat_template` reproduces it; the slot holds that prompt plus what the
+  model wrote;
 - after: the prompt proxy_app renders (Qwen's published template) and sends raw.
 Prefill tokens are what the slot did not hold. A new session starts on the slot the first
 session left warm: in the same project with other words, and in another project. Writes
@@ -16,23 +17,20 @@ bench/results/prompt_prefix.{json,md}.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import socket
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from devkit import llamacpp
+from devkit.llama_server import running_llama_server
 from ollama_double.qwen_template import render
 from ollama_double.server import QWEN_SYSTEM, KvSlots, OllamaDouble, raw_prompt_ids
-from proxy_app.engines.chat_template import QWEN25_CODER
 from proxy_app.config import Settings
+from proxy_app.engines.chat_template import QWEN25_CODER
 from proxy_app.families import QWEN25
 from proxy_app.families import render as render_published
 from tests.claude_code.session import MODEL, Turn, run_session
@@ -136,34 +134,14 @@ def engine_replay(prompts: list[str]) -> list[dict[str, int]]:
     """Each prompt (with the answer the model wrote) sent in turn to a fresh llama-server
     (SmolLM2-135M, one slot, `cache_prompt`), nothing generated: the engine's own report of the
     tokens it evaluated and the tokens it took from its KV cache."""
-    port = _free_port()
-    argv = [
-        str(llamacpp.ensure_server()), "-m", str(llamacpp.ensure_model()), "--host", "127.0.0.1",
-        "--port", str(port), "-c", "32768", "-np", "1", "-t", "2",
-        "--override-kv", "llama.context_length=int:32768",
-    ]  # fmt: skip
-    server = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_health(url)
+    with running_llama_server() as server:
         out = []
         for prompt in prompts:
             body = {"prompt": prompt, "n_predict": 0, "cache_prompt": True}
-            timings = httpx.post(f"{url}/completion", json=body, timeout=900).json()["timings"]
+            answer = httpx.post(f"{server.url}/completion", json=body, timeout=900).json()
+            timings = answer["timings"]
             out.append({"evaluated": timings["prompt_n"], "cached": timings["cache_n"]})
         return out
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-
-
-def _wait_health(url: str) -> None:
-    for _ in range(300):
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"llama-server at {url} did not become healthy")
 
 
 def markdown(results: dict[str, Any]) -> str:

@@ -66,6 +66,7 @@ def prompt_limit(window: int, output_reserve: int, max_tokens: int) -> int:
     """The most prompt tokens a request may send: the model's window less room to answer.
 
     The window holds prompt and answer together and an answer that reaches its end is cut
-    short; so PROXY_OUTPUT_RESERVE tokens (or max_tokens, if smaller) stay free for it.
+    short; so PROXY_OUTPUT_RESERVE tokens (or max_tokens, if smaller) stay free for it, at most
+    half the window (an engine may report a window smaller than the reserve).
     """
-    return window - max(min(output_reserve, max_tokens), 0)
+    return window - max(min(output_reserve, max_tokens, window // 2), 0)

@@ -26,8 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 from ollama_double import qwen_template  # noqa: E402
 from ollama_double.qwen3coder_renderer import Qwen3CoderRenderer  # noqa: E402
-from proxy_app.engines import chat_template  # noqa: E402
 from proxy_app.anthropic import CountTokensRequest, MessagesRequest  # noqa: E402
+from proxy_app.engines import chat_template  # noqa: E402
 from proxy_app.translate import to_ollama_request  # noqa: E402
 
 BINARY = Path(__file__).parent / "gorender"

@@ -137,7 +137,9 @@ class OpenAICatalog:
             # what identifies the weights; llama.cpp's `created` is the time of the call
             stable = {k: v for k, v in entry.items() if k != "created"}
             digest = hashlib.sha256(orjson.dumps(stable, option=orjson.OPT_SORT_KEYS))
-            models[str(entry.get("id"))] = {**entry, "digest": f"sha256:{digest.hexdigest()}"}
+            named = {**entry, "digest": f"sha256:{digest.hexdigest()}"}
+            for name in {str(entry.get("id")), *map(str, entry.get("aliases") or [])}:
+                models[name] = named  # llama.cpp: --alias a,b answers to each
         self._models, self._fetched = models, time.monotonic()
         return models
 

@@ -1,0 +1,51 @@
+"""A real engine: llama.cpp's llama-server (built once, cached) with SmolLM2-135M, and
+proxy_app in front of it with PROXY_ENGINE=openai.
+
+SmolLM2 answers to two names: its own (a family proxy_app does not render: the engine's
+template and /apply-template) and `qwen2.5-coder:7b` (ChatML like SmolLM2: proxy_app renders
+Qwen2.5's published template itself). Both routes are counted by the engine's /tokenize.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from devkit import llamacpp
+from devkit.llama_server import SMOLLM2, LocalLlama, running_llama_server
+from tests.conftest import LiveProxy
+
+QWEN_ALIAS = "qwen2.5-coder:7b"  # a name whose family proxy_app renders
+MODELS = (SMOLLM2, QWEN_ALIAS)
+
+
+def _server(**kwargs: Any) -> Iterator[LocalLlama]:
+    try:
+        with running_llama_server(aliases=MODELS, **kwargs) as server:
+            yield server
+    except llamacpp.BuildError as exc:  # a build that cannot run here is a failure, said plainly
+        pytest.fail(f"llama-server could not be built: {exc}")
+
+
+@pytest.fixture(scope="session")
+def llama() -> Iterator[LocalLlama]:
+    """One slot of 32,768 tokens: a whole Claude Code request fits."""
+    yield from _server(context=32768)
+
+
+@pytest.fixture(scope="session")
+def small_llama() -> Iterator[LocalLlama]:
+    """A 512-token window: the guard and the answer cap, cheaply."""
+    yield from _server(context=512)
+
+
+@pytest.fixture
+def engine_proxy(make_proxy: Callable[..., LiveProxy]) -> Callable[..., LiveProxy]:
+    """proxy_app in front of a llama-server (PROXY_ENGINE=openai)."""
+
+    def make(server: LocalLlama, model: str = SMOLLM2, **overrides: Any) -> LiveProxy:
+        return make_proxy(engine="openai", engine_url=server.url, default_model=model, **overrides)
+
+    return make
