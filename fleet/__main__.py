@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fleet.autoscale.state import DEFAULT_PATH as AUTOSCALE_STATE
-from fleet.data import group_data
 from fleet.down import down
 from fleet.errors import FleetError
+from fleet.hostdata import group_data
 from fleet.provider import Wanted
 from fleet.start import start
 from fleet.status import status

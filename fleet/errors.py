@@ -1,4 +1,4 @@
-"""The fleet commands' one exception: a problem the user fixes, told in sentences."""
+"""The fleet commands' exceptions: a problem the user fixes, told in sentences."""
 
 from __future__ import annotations
 
@@ -18,3 +18,8 @@ class ApiError(FleetError):
 
 class OfferTakenError(FleetError):
     """Raised when an offer was rented by someone else (or our bid is below its minimum)."""
+
+
+class TunnelError(Exception):
+    """A deployment's data, key or local port is wrong; the message is one sentence for the
+    terminal (the tunnel, the gateway and the autoscaler print it and exit 2)."""

@@ -27,7 +27,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from fleet import tunnel
+from fleet.claude_code import claude_env, env_lines, proxy_key_file
+from fleet.errors import TunnelError
 from fleet.haproxy import (
     Backend,
     GatewayConfig,
@@ -38,6 +39,8 @@ from fleet.haproxy import (
     status_lines,
     write_config,
 )
+from fleet.hostdata import load_inventory
+from fleet.ssh_tunnel import free_port_near, ssh_command, wait_for_port
 from fleet.supervisor import Supervisor
 
 DEFAULT_PORT = 8001
@@ -60,7 +63,7 @@ def tunnel_commands(
     commands = {}
     for entry in hosts:
         name = str(entry["name"])
-        argv = tunnel.ssh_command(name, entry["data"], ports[name], TUNNEL_ALIVE_INTERVAL)
+        argv = ssh_command(name, entry["data"], ports[name], TUNNEL_ALIVE_INTERVAL)
         # Options go before the destination (the last word); a prompt would hang the gateway.
         commands[name] = argv[:-1] + ["-o", "BatchMode=yes", "-o", "ConnectTimeout=5"] + argv[-1:]
     return commands
@@ -77,9 +80,8 @@ def _check_port(port: int, flag: str) -> None:
             return
         except OSError:
             pass
-    raise tunnel.TunnelError(
-        f"Local port {port} is already in use; pick a free one, e.g. "
-        f"{flag} {tunnel.free_port_near(port)}."
+    raise TunnelError(
+        f"Local port {port} is already in use; pick a free one, e.g. {flag} {free_port_near(port)}."
     )
 
 
@@ -89,8 +91,8 @@ def _after_tunnels_open(ports: Mapping[str, int], timeout: float = 15) -> Iterat
     deadline = time.monotonic() + timeout
     for port in ports.values():
         # a host down or slow is HAProxy's checks to report, not this wait's
-        with contextlib.suppress(tunnel.TunnelError):
-            tunnel.wait_for_port(port, timeout=max(0.1, deadline - time.monotonic()))
+        with contextlib.suppress(TunnelError):
+            wait_for_port(port, timeout=max(0.1, deadline - time.monotonic()))
     yield
 
 
@@ -108,9 +110,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         _check_port(args.port, "--port")
         _check_port(args.stats_port, "--stats-port")
-        hosts = tunnel.load_inventory(args.inventory)
-        key = tunnel.proxy_key_file()  # printed as "$(cat FILE)", never the key itself
-    except tunnel.TunnelError as exc:
+        hosts = load_inventory(args.inventory)
+        key = proxy_key_file()  # printed as "$(cat FILE)", never the key itself
+    except TunnelError as exc:
         print(exc, file=sys.stderr)
         return 2
     ports = {str(h["name"]): _free_port() for h in hosts}
@@ -139,9 +141,9 @@ def run(args: argparse.Namespace) -> int:
             with tunnels, _after_tunnels_open(ports), HAProxy(config, cfg) as haproxy:
                 for line in status_lines(wait_until_up(cfg)):
                     print(line, file=sys.stderr)
-                env = tunnel.claude_env(hosts[0]["data"], cfg.port, key)
+                env = claude_env(hosts[0]["data"], cfg.port, key)
                 print("# In the shell that runs `claude`:")
-                print("\n".join(tunnel.env_lines(env)))
+                print("\n".join(env_lines(env)))
                 print(f"Gateway ready on http://127.0.0.1:{cfg.port}", flush=True)
                 assert haproxy.proc is not None
                 code = haproxy.proc.wait()

@@ -18,8 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fleet.errors import FleetError
+from fleet.claude_code import claude_env, proxy_key_file, render
+from fleet.errors import FleetError, TunnelError
+from fleet.hostdata import load_inventory, pick_host
 from fleet.probe import HostReport, read_host, ssh_answers
+from fleet.ssh_tunnel import DEFAULT_LOCAL_PORT, ssh_command
 
 REPO = Path(__file__).resolve().parents[1]
 INVENTORY = "inventories/vast.py"
@@ -65,20 +68,16 @@ def check(hosts: Sequence[str], env: Mapping[str, str]) -> None:
 
 def tunnel(hosts: Sequence[str], env: Mapping[str, str]) -> str:
     """fleet.tunnel's lines for each host, on local ports 8001, 8002, …"""
-    from fleet import tunnel as lines
-
     try:
-        loaded = {h["name"]: h for h in lines.load_inventory(INVENTORY, env)}
-        token = lines.proxy_key_file()
+        loaded = {h["name"]: h for h in load_inventory(INVENTORY, env)}
+        token = proxy_key_file()
         text = []
         for offset, name in enumerate(hosts):
-            entry = lines.pick_host(list(loaded.values()), name)
-            port = lines.DEFAULT_LOCAL_PORT + offset
-            command = lines.ssh_command(name, entry["data"], port)
-            text.append(
-                f"## {name}\n" + lines.render(command, lines.claude_env(entry["data"], port, token))
-            )
-    except lines.TunnelError as exc:
+            entry = pick_host(list(loaded.values()), name)
+            port = DEFAULT_LOCAL_PORT + offset
+            command = ssh_command(name, entry["data"], port)
+            text.append(f"## {name}\n" + render(command, claude_env(entry["data"], port, token)))
+    except TunnelError as exc:
         raise FleetError(str(exc)) from exc
     return "\n".join(text)
 

@@ -2,8 +2,9 @@
 
 ``build_archive(dest_dir, version)`` writes ``ollama-linux-amd64.tar.zst`` (``.tgz`` when the
 ``zstd`` command is missing) with the real release layout -- ``bin/ollama`` (one executable
-python3 script holding the whole double: server + CLI) and ``lib/ollama/`` (a README only) -- plus
-``sha256sum.txt`` with ``<hex>  ./<asset>`` like real releases. Same version -> same bytes.
+python3 script holding the whole double: its modules and the CLI) and ``lib/ollama/`` (a
+README only) -- plus ``sha256sum.txt`` with ``<hex>  ./<asset>`` like real releases. Same version
+-> same bytes.
 
     python3 -m ollama_double.archive DEST_DIR [--version 0.12.11] [--compression auto|zst|tgz]
 """
@@ -35,27 +36,47 @@ a sandbox host. No model runs; replies are canned.
 """
 
 
+# The double's modules in dependency order: each uses only names defined above it (or inside
+# functions, read at call time). Concatenated, each without its marked import block.
+MODULES = (
+    "errors.py",
+    "models.py",
+    "scripting.py",
+    "kv.py",
+    "stream.py",
+    "handler.py",
+    "server.py",
+    "cli.py",
+)
+
+
+def _strip_imports(text: str) -> str:
+    """``text`` without its block between the double-import-begin and -end lines, if any."""
+    if _BEGIN not in text:
+        return text
+    start, end = text.index(_BEGIN), text.index(_END)
+    return text[:start] + text[text.index("\n", end) + 1 :]
+
+
 def build_script(version: str) -> str:
-    """The single-file ``bin/ollama``: server.py + cli.py (import block removed) + entry point."""
-    with open(os.path.join(HERE, "server.py"), encoding="utf-8") as fh:
-        server = fh.read()
-    with open(os.path.join(HERE, "cli.py"), encoding="utf-8") as fh:
-        cli = fh.read()
+    """The single-file ``bin/ollama``: MODULES (import blocks removed) and an entry point."""
     if not re.fullmatch(r"[0-9A-Za-z.+~-]+", version):
         raise ValueError(f"bad version {version!r}")
-    server, n = re.subn(r'^DEFAULT_VERSION = ".*"$', f'DEFAULT_VERSION = "{version}"', server,
-                        count=1, flags=re.M)
-    if n != 1:
-        raise RuntimeError("DEFAULT_VERSION line not found in server.py")
-    start, end = cli.index(_BEGIN), cli.index(_END)
-    cli = cli[:start] + cli[cli.index("\n", end) + 1 :]
+    parts = []
+    for name in MODULES:
+        with open(os.path.join(HERE, name), encoding="utf-8") as fh:
+            text = _strip_imports(fh.read())
+        if name == "models.py":
+            text, n = re.subn(r'^DEFAULT_VERSION = ".*"$', f'DEFAULT_VERSION = "{version}"',
+                              text, count=1, flags=re.M)
+            if n != 1:
+                raise RuntimeError("DEFAULT_VERSION line not found in models.py")
+        parts.append(f"# ==================== {name} ====================\n{text}")
     return (
         "#!/usr/bin/env python3\n"
         f"# ollama {version} -- Ollama API TEST DOUBLE (llm-selfhost ollama_double), "
-        "not Ollama.\n# Generated file: server.py + cli.py concatenated. Do not edit.\n"
-        + server
-        + "\n\n# ==================== cli.py ====================\n"
-        + cli
+        "not Ollama.\n# Generated file: the double's modules concatenated. Do not edit.\n"
+        + "\n\n".join(parts)
         + '\n\nif __name__ == "__main__":\n    sys.exit(main())\n'
     )
 

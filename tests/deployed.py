@@ -25,7 +25,8 @@ from typing import Any
 
 import pytest
 
-from fleet.tunnel import TunnelError, load_inventory
+from fleet.errors import TunnelError
+from fleet.hostdata import load_inventory
 from sandbox import Fleet, SandboxError, host_names
 
 REPO = Path(__file__).resolve().parents[1]

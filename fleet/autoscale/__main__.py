@@ -19,15 +19,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from fleet import tunnel
 from fleet.autoscale import metrics
 from fleet.autoscale.loop import Autoscaler
 from fleet.autoscale.policy import Settings
 from fleet.autoscale.pool import Pool
 from fleet.autoscale.state import DEFAULT_PATH
-from fleet.data import group_data
-from fleet.errors import FleetError
+from fleet.claude_code import claude_env, env_lines, proxy_key_file
+from fleet.errors import FleetError, TunnelError
 from fleet.haproxy import GatewayConfig, GatewayError
+from fleet.hostdata import group_data
 from fleet.provider import Rental, Wanted
 from fleet.steps import Steps
 from fleet.vast import from_env, label_of
@@ -103,7 +103,7 @@ def _serve(args: argparse.Namespace, env: dict[str, str], workdir: Path) -> None
     label = label_of(env)
     provider = from_env(env)
     secrets.token("proxy_api_key")  # what the first deploy would create: clients need it now
-    key = tunnel.proxy_key_file()
+    key = proxy_key_file()
     cfg = GatewayConfig(
         port=args.port, stats_port=args.stats_port, server_maxconn=args.host_maxconn
     )
@@ -111,7 +111,7 @@ def _serve(args: argparse.Namespace, env: dict[str, str], workdir: Path) -> None
     with Pool(cfg, workdir) as pool, metrics.MetricsServer(args.metrics_port) as server:
         scaler = Autoscaler(settings, provider, pool, Steps(), args.state, env, rental, wanted)
         print("# In the shell that runs `claude`:")
-        print("\n".join(tunnel.env_lines(tunnel.claude_env(data, cfg.port, key))))
+        print("\n".join(env_lines(claude_env(data, cfg.port, key))))
         print(f"Gateway ready on http://127.0.0.1:{cfg.port}; autoscaling {label}.", flush=True)
 
         def publish() -> None:
@@ -131,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _serve(args, dict(os.environ), Path(workdir))
     except KeyboardInterrupt:
         return 0
-    except (FleetError, GatewayError, tunnel.TunnelError) as exc:
+    except (FleetError, GatewayError, TunnelError) as exc:
         print(exc, file=sys.stderr)
         return 2
     return 0

@@ -18,9 +18,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from fleet import tunnel
 from fleet.admin import Admin, Load, read_load
+from fleet.errors import TunnelError
 from fleet.haproxy import GatewayConfig, GatewayError, HAProxy, write_config
+from fleet.ssh_tunnel import wait_for_port
 from fleet.supervisor import Supervisor
 
 Connect = Callable[[str, Mapping[str, Any]], int]
@@ -47,8 +48,8 @@ class Pool:
         argv = tunnel_commands([{"name": name, "data": data}], {name: port})[name]
         self.tunnels.add(name, argv)
         try:
-            tunnel.wait_for_port(port, timeout=20)
-        except tunnel.TunnelError as exc:
+            wait_for_port(port, timeout=20)
+        except TunnelError as exc:
             self.tunnels.remove(name)
             raise GatewayError(f"The tunnel to {name} did not open: {exc}") from exc
         return port

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from fleet.tunnel import DEFAULT_LOCAL_PORT, port_in_use, wait_for_port
+from devkit.ports import port_in_use
+from fleet.ssh_tunnel import DEFAULT_LOCAL_PORT, wait_for_port
 from tests.deployed import FLEET_HOSTS, FLEET_SIZE, REPO, DeployedFleet
 
 pytestmark = pytest.mark.sandbox

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from fleet import cost
-from fleet.data import group_data
+from fleet.hostdata import group_data
 from fleet.probe import HostReport, parse_metrics
 from fleet.provider import Wanted
 from fleet.status import collect, status

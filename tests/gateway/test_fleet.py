@@ -29,8 +29,8 @@ import httpx
 import pytest
 
 from devkit.ports import free_port
+from fleet.claude_code import parse_exports
 from fleet.haproxy import host_status, read_stats
-from fleet.tunnel import parse_exports
 from tests.claude_code.cli import run_claude
 from tests.deployed import FLEET_HOSTS, INVENTORY, KIND, REPO, DeployedFleet
 

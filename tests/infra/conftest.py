@@ -29,7 +29,8 @@ import pytest
 import testinfra
 from testinfra.host import Host
 
-from fleet.tunnel import REPO, TunnelError, load_inventory, role_defaults
+from fleet.errors import TunnelError
+from fleet.hostdata import REPO, load_inventory, role_defaults
 from roles.facts import SUPERVISOR_CONF
 from tests.deployed import FLEET_HOSTS, DeployedFleet
 from tests.deployed import INVENTORY as DEPLOYED_INVENTORY

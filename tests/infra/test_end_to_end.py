@@ -23,7 +23,10 @@ import pytest
 from testinfra.host import Host
 
 from devkit.ports import free_port
-from fleet.tunnel import REPO, TunnelError, parse_exports, wait_for_port
+from fleet.claude_code import parse_exports
+from fleet.errors import TunnelError
+from fleet.hostdata import REPO
+from fleet.ssh_tunnel import wait_for_port
 from tests.claude_code.cli import run_claude
 from tests.infra.conftest import InfraHost, Target, skip_unless_engine
 

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from testinfra.host import Host
 
-from fleet.tunnel import TunnelError, proxy_key
+from fleet.claude_code import proxy_key
+from fleet.errors import TunnelError
 from roles.proxy import ENV_FILE
 from tests.infra.conftest import listener_pid, skip_unless_engine
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from fleet import tunnel
+from fleet import claude_code, hostdata
 from ollama_double.server import ERR_QUEUE_FULL, OllamaDouble, Reply, native_answer, raw_prompt_ids
 from tests.claude_code.cli import CLAUDE_BIN, run_claude
 from tests.conftest import API_KEY, LiveProxy
@@ -181,9 +181,11 @@ def test_the_printed_environment_runs_claude_code_without_a_warning(
     key_file = tmp_path / "proxy_api_key"
     key_file.write_text(API_KEY + "\n")
     port = int(proxy.url.rsplit(":", 1)[1])
-    printed = tunnel.render(["ssh"], tunnel.claude_env(tunnel.role_defaults(), port, key_file))
+    printed = claude_code.render(
+        ["ssh"], claude_code.claude_env(hostdata.role_defaults(), port, key_file)
+    )
     assert API_KEY not in printed
-    env = tunnel.parse_exports(printed)
+    env = claude_code.parse_exports(printed)
     home = tmp_path / "home"
     home.mkdir()
     env |= {"HOME": str(home), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
