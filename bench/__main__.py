@@ -72,14 +72,17 @@ def client_headers(key: str) -> dict[str, str]:
 
 def upstream_body(request: dict[str, Any]) -> dict[str, Any]:
     """The /api/chat body proxy_app sends for this request (proxy_app.translate)."""
-    from proxy_app.anthropic import MessagesRequest, parse_body
+    from proxy_app.api.anthropic import MessagesRequest, parse_body
     from proxy_app.config import Settings
     from proxy_app.translate import to_ollama_request
 
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     parsed = parse_body(json.dumps(request).encode(), MessagesRequest)
     return to_ollama_request(
-        parsed, model=MODEL, num_ctx=settings.num_ctx, keep_alive=settings.keep_alive,
+        parsed,
+        model=MODEL,
+        num_ctx=settings.num_ctx,
+        keep_alive=settings.keep_alive,
         think=False,
     ).payload
 
@@ -110,12 +113,24 @@ def build_cases(
             expect_header = ("x-cache", "HIT") if target == "proxy_app+hit" else None
         for concurrency in (1, 16):
             count = args.requests_c1 if concurrency == 1 else args.requests_c16
-            out.append((mode, concurrency, Case(
-                url=url + path, body=compact(body), headers=headers,
-                requests=max(20, int(count * scale)), concurrency=concurrency,
-                warmup=args.warmup, time_limit=args.time_limit, first_token=first_token,
-                expect=expect, expect_header=expect_header,
-            )))
+            out.append(
+                (
+                    mode,
+                    concurrency,
+                    Case(
+                        url=url + path,
+                        body=compact(body),
+                        headers=headers,
+                        requests=max(20, int(count * scale)),
+                        concurrency=concurrency,
+                        warmup=args.warmup,
+                        time_limit=args.time_limit,
+                        first_token=first_token,
+                        expect=expect,
+                        expect_header=expect_header,
+                    ),
+                )
+            )
     return out
 
 
@@ -136,22 +151,34 @@ def measure(
         total = outcome.errors + len(outcome.latencies)
         if marks and total:
             summary["server_cpu_ms_per_req"] = round(
-                (server.cpu_seconds() - marks["cpu"]) * 1000 / total, 3)
+                (server.cpu_seconds() - marks["cpu"]) * 1000 / total, 3
+            )
             if server is not double:
                 summary["double_cpu_ms_per_req"] = round(
-                    (double.cpu_seconds() - marks["double_cpu"]) * 1000 / total, 3)
+                    (double.cpu_seconds() - marks["double_cpu"]) * 1000 / total, 3
+                )
         summary["peak_rss_mb"] = round(server.peak_rss_kb() / 1024, 1)
         summary["server_processes"] = len(server.pids())
-        row = {"target": target, "mode": mode, "concurrency": concurrency,
-               "requests": case.requests, "body_bytes": len(case.body), **summary}
+        row = {
+            "target": target,
+            "mode": mode,
+            "concurrency": concurrency,
+            "requests": case.requests,
+            "body_bytes": len(case.body),
+            **summary,
+        }
         rows.append(row)
         print(report.row_line(row), flush=True)
     return rows
 
 
 def run_target(
-    target: str, workdir: Path, double: servers.Proc, request: dict[str, Any],
-    args: argparse.Namespace, info: dict[str, Any],
+    target: str,
+    workdir: Path,
+    double: servers.Proc,
+    request: dict[str, Any],
+    args: argparse.Namespace,
+    info: dict[str, Any],
 ) -> list[dict[str, Any]]:
     redis = None
     server: servers.Proc | None = None
@@ -159,20 +186,27 @@ def run_target(
         if target == "direct":
             server = double
         elif target == "proxy_app":
-            server = servers.start_proxy(workdir, "proxy_app", double.url, API_KEY,
-                                         workers=args.workers)
+            server = servers.start_proxy(
+                workdir, "proxy_app", double.url, API_KEY, workers=args.workers
+            )
         elif target == "proxy_app+hit":
             from devkit.redis_tls import RedisTLSServer, make_certs
 
             redis = RedisTLSServer(make_certs(workdir / "certs"), workdir / "redis")
             redis.start()
             server = servers.start_proxy(
-                workdir, "proxy_app-cache", double.url, API_KEY, workers=args.workers,
-                redis_url=redis.url, redis_ca_file=str(redis.certs.ca_file),
+                workdir,
+                "proxy_app-cache",
+                double.url,
+                API_KEY,
+                workers=args.workers,
+                redis_url=redis.url,
+                redis_ca_file=str(redis.certs.ca_file),
             )
         elif target == "litellm":
             info["litellm_version"] = servers.ensure_litellm(
-                workdir / "litellm-install.log", install=not args.no_install)
+                workdir / "litellm-install.log", install=not args.no_install
+            )
             server = servers.start_litellm(workdir, double.url, request["model"], API_KEY)
         assert server is not None
         info.setdefault("idle_rss_mb", {})[target] = round(server.rss_kb() / 1024, 1)
@@ -189,8 +223,9 @@ def profile_proxy(
 ) -> str:
     """cProfile proxy_app (cache off) over non-stream and stream requests at concurrency 1."""
     prof = workdir / "proxy.prof"
-    server = servers.start_proxy(workdir, "proxy_app-profiled", double.url, API_KEY,
-                                 profile_to=prof)
+    server = servers.start_proxy(
+        workdir, "proxy_app-profiled", double.url, API_KEY, profile_to=prof
+    )
     try:
         for _mode, concurrency, case in build_cases("proxy_app", server.url, request, args):
             if concurrency == 1:
@@ -218,7 +253,10 @@ def micro(script: str, iterations: int) -> list[str]:
     try:
         done = subprocess.run(
             [sys.executable, str(ROOT / "bench" / script), "--iterations", str(iterations)],
-            cwd=ROOT, capture_output=True, text=True, timeout=120,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
     except (subprocess.SubprocessError, OSError) as exc:
         return [f"failed: {exc}"]
@@ -228,22 +266,41 @@ def micro(script: str, iterations: int) -> list[str]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--requests-c1", type=int, default=200)
     parser.add_argument("--requests-c16", type=int, default=400)
-    parser.add_argument("--litellm-scale", type=float, default=1.0,
-                        help="fraction of the request counts used for LiteLLM (slower)")
+    parser.add_argument(
+        "--litellm-scale",
+        type=float,
+        default=1.0,
+        help="fraction of the request counts used for LiteLLM (slower)",
+    )
     parser.add_argument("--warmup", type=int, default=20)
-    parser.add_argument("--time-limit", type=float, default=60.0,
-                        help="seconds per case before it stops issuing requests")
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        default=60.0,
+        help="seconds per case before it stops issuing requests",
+    )
     parser.add_argument("--workers", type=int, default=1, help="PROXY_WORKERS for proxy_app")
-    parser.add_argument("--targets", default=",".join(TARGETS),
-                        help=f"comma list out of {','.join(TARGETS)}")
-    parser.add_argument("--no-install", action="store_true",
-                        help="do not create bench/.litellm-venv when it is missing")
-    parser.add_argument("--profile", choices=("auto", "always", "never"), default="auto",
-                        help="cProfile proxy_app after the run (auto: when a target is missed)")
+    parser.add_argument(
+        "--targets", default=",".join(TARGETS), help=f"comma list out of {','.join(TARGETS)}"
+    )
+    parser.add_argument(
+        "--no-install",
+        action="store_true",
+        help="do not create bench/.litellm-venv when it is missing",
+    )
+    parser.add_argument(
+        "--profile",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="cProfile proxy_app after the run (auto: when a target is missed)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     targets = [t for t in args.targets.split(",") if t]
@@ -261,10 +318,14 @@ def main() -> int:
         "machine": report.machine_info(),
         "versions": report.versions(),
         "settings": {
-            "requests_c1": args.requests_c1, "requests_c16": args.requests_c16,
-            "litellm_scale": args.litellm_scale, "warmup": args.warmup,
-            "time_limit_s": args.time_limit, "proxy_workers": args.workers,
-            "request": str(FIXTURE.relative_to(ROOT)), "reply_words": len(REPLY.split()),
+            "requests_c1": args.requests_c1,
+            "requests_c16": args.requests_c16,
+            "litellm_scale": args.litellm_scale,
+            "warmup": args.warmup,
+            "time_limit_s": args.time_limit,
+            "proxy_workers": args.workers,
+            "request": str(FIXTURE.relative_to(ROOT)),
+            "reply_words": len(REPLY.split()),
             "reply": REPLY,
         },
         "targets": {t: TARGET_NOTES[t] for t in targets},
@@ -290,8 +351,11 @@ def main() -> int:
                 results["cache_get_micro"] = cache_get_micro()
             results["count_tokens_micro"] = micro("count_tokens.py", 2000)
             results["ratios"], results["target_checks"] = report.ratios(results["rows"])
-            missed = any(c.get("met") is False for c in results["target_checks"]
-                         if c["name"].startswith("proxy_app"))
+            missed = any(
+                c.get("met") is False
+                for c in results["target_checks"]
+                if c["name"].startswith("proxy_app")
+            )
             if args.profile == "always" or (args.profile == "auto" and missed):
                 print("profiling proxy_app (cProfile) ...", flush=True)
                 results["profile"] = profile_proxy(workdir, double, request, args)

@@ -28,7 +28,7 @@ if str(ROOT) not in sys.path:
 
 from devkit.background import MAIN, SMALL, TITLE  # noqa: E402
 from ollama_double.server import KvSlots, prompt_token_ids  # noqa: E402
-from proxy_app.anthropic import MessagesRequest  # noqa: E402
+from proxy_app.api.anthropic import MessagesRequest  # noqa: E402
 from proxy_app.translate import to_ollama_request  # noqa: E402
 
 FIXTURE = ROOT / "tests" / "fixtures" / "claude_code" / "first_request.json"
@@ -47,11 +47,21 @@ def session(turns: int) -> list[dict[str, Any]]:
     requests = []
     for i in range(turns + 1):
         requests += [body, TITLE]
-        call = {"type": "tool_use", "id": f"toolu_{i:04d}", "name": "Bash",
-                "input": {"command": f"ls src/app  # step {i}"}}
+        call = {
+            "type": "tool_use",
+            "id": f"toolu_{i:04d}",
+            "name": "Bash",
+            "input": {"command": f"ls src/app  # step {i}"},
+        }
         result = {"type": "tool_result", "tool_use_id": call["id"], "content": RESULT.format(i=i)}
-        body = {**body, "messages": [*body["messages"], {"role": "assistant", "content": [call]},
-                                     {"role": "user", "content": [result]}]}
+        body = {
+            **body,
+            "messages": [
+                *body["messages"],
+                {"role": "assistant", "content": [call]},
+                {"role": "user", "content": [result]},
+            ],
+        }
     return requests
 
 
@@ -77,14 +87,18 @@ def main() -> int:
     }
     main_turns = args.turns + 1
     for name, kv in setups.items():
-        print(f"{name}: {main_turns} main turns + {main_turns} background calls; main model "
-              f"prefilled {kv.prefilled[MAIN]} tokens ({kv.prefilled[MAIN] / args.rate:.1f} s "
-              f"at {args.rate:.0f} tok/s), reused {kv.reused[MAIN]}; small model prefilled "
-              f"{kv.prefilled[SMALL]}")
+        print(
+            f"{name}: {main_turns} main turns + {main_turns} background calls; main model "
+            f"prefilled {kv.prefilled[MAIN]} tokens ({kv.prefilled[MAIN] / args.rate:.1f} s "
+            f"at {args.rate:.0f} tok/s), reused {kv.reused[MAIN]}; small model prefilled "
+            f"{kv.prefilled[SMALL]}"
+        )
     saved = setups["all-on-main"].prefilled[MAIN] - setups["background-on-small"].prefilled[MAIN]
-    print(f"background calls on {SMALL} save {saved} prefill tokens on {MAIN} per session of "
-          f"{main_turns} turns: {saved / args.rate:.1f} s ({saved / args.rate / main_turns:.2f} s "
-          "per turn)")
+    print(
+        f"background calls on {SMALL} save {saved} prefill tokens on {MAIN} per session of "
+        f"{main_turns} turns: {saved / args.rate:.1f} s ({saved / args.rate / main_turns:.2f} s "
+        "per turn)"
+    )
     return 0
 
 

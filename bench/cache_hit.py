@@ -21,7 +21,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from devkit.redis_tls import RedisTLSServer, make_certs  # noqa: E402
-from proxy_app.cache import ResponseCache  # noqa: E402
+from proxy_app.cache.store import ResponseCache  # noqa: E402
 from proxy_app.config import Settings  # noqa: E402
 
 

@@ -26,7 +26,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from proxy_app import vocab  # noqa: E402
-from proxy_app.anthropic import MessagesRequest  # noqa: E402
+from proxy_app.api.anthropic import MessagesRequest  # noqa: E402
 from proxy_app.engines.chat_template import QWEN25_CODER  # noqa: E402
 from proxy_app.engines.profile import ModelProfile  # noqa: E402
 from proxy_app.tokens import TokenCounter  # noqa: E402
@@ -86,10 +86,14 @@ def main() -> int:
         p90 = sorted(samples)[int(0.9 * len(samples))]
         print(f"{name}: p50 {p50[name]:.3f} ms, p90 {p90:.3f} ms ({args.iterations} runs)")
     added = p50["exact-turn"] - p50["estimate"]
-    print(f"exact-turn adds {added:.3f} ms p50 over the estimate (target <= 1 ms): "
-          f"{'met' if added <= 1.0 else 'MISSED'}")
-    print(f"tokens: exact {warm.measure(MODEL, QWEN, body).tokens}, "
-          f"estimate {other.measure(MODEL, OTHER, body).tokens}")
+    print(
+        f"exact-turn adds {added:.3f} ms p50 over the estimate (target <= 1 ms): "
+        f"{'met' if added <= 1.0 else 'MISSED'}"
+    )
+    print(
+        f"tokens: exact {warm.measure(MODEL, QWEN, body).tokens}, "
+        f"estimate {other.measure(MODEL, OTHER, body).tokens}"
+    )
     return 0
 
 

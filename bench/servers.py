@@ -33,8 +33,6 @@ HOST = "127.0.0.1"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-
-
 def _children(pid: int) -> list[int]:
     out: list[int] = []
     try:
@@ -149,8 +147,13 @@ def _spawn(
     log = open(log_path, "wb")  # noqa: SIM115 - owned by the child
     try:
         return subprocess.Popen(
-            argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log,
-            stderr=subprocess.STDOUT, start_new_session=True,
+            argv,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     finally:
         log.close()
@@ -161,9 +164,7 @@ def wait_http(proc: Proc, path: str, timeout: float, headers: dict[str, str] | N
     last = ""
     while time.monotonic() < deadline:
         if not proc.alive():
-            raise StartError(
-                f"{proc.name} exited with {proc.popen.returncode}:\n{proc.log_tail()}"
-            )
+            raise StartError(f"{proc.name} exited with {proc.popen.returncode}:\n{proc.log_tail()}")
         try:
             req = urllib.request.Request(proc.url + path, headers=headers or {})
             with urllib.request.urlopen(req, timeout=2) as resp:
@@ -176,8 +177,9 @@ def wait_http(proc: Proc, path: str, timeout: float, headers: dict[str, str] | N
             last = str(exc)
         time.sleep(0.1)
     proc.stop()
-    raise StartError(f"{proc.name} not ready on {path} after {timeout:.0f}s ({last}):\n"
-                     f"{proc.log_tail()}")
+    raise StartError(
+        f"{proc.name} not ready on {path} after {timeout:.0f}s ({last}):\n{proc.log_tail()}"
+    )
 
 
 def start_double(workdir: Path, reply: str) -> Proc:
@@ -231,7 +233,9 @@ def export_proxy_app(ref: str, dest: Path) -> Path:
     """proxy_app as it was at git `ref`, unpacked under `dest` (for before/after runs)."""
     archive = subprocess.run(
         ["git", "-C", str(ROOT), "archive", "--format=tar", ref, "proxy_app"],
-        capture_output=True, check=True, timeout=60,
+        capture_output=True,
+        check=True,
+        timeout=60,
     ).stdout
     dest.mkdir(parents=True, exist_ok=True)
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
@@ -246,7 +250,10 @@ def litellm_version() -> str | None:
     try:
         out = subprocess.run(
             [str(python), "-c", "import importlib.metadata as m; print(m.version('litellm'))"],
-            capture_output=True, text=True, timeout=60, check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
         )
     except (subprocess.SubprocessError, OSError):
         return None
@@ -281,14 +288,24 @@ def start_litellm(workdir: Path, ollama_url: str, model_name: str, api_key: str)
     port = free_port()
     config = workdir / "litellm.yaml"
     # JSON is valid YAML: no PyYAML needed on this side.
-    config.write_text(json.dumps({
-        "model_list": [{
-            "model_name": model_name,
-            "litellm_params": {"model": "ollama_chat/qwen2.5-coder:7b", "api_base": ollama_url},
-        }],
-        "litellm_settings": {"telemetry": False, "drop_params": True, "set_verbose": False},
-        "general_settings": {"master_key": api_key},
-    }, indent=2))
+    config.write_text(
+        json.dumps(
+            {
+                "model_list": [
+                    {
+                        "model_name": model_name,
+                        "litellm_params": {
+                            "model": "ollama_chat/qwen2.5-coder:7b",
+                            "api_base": ollama_url,
+                        },
+                    }
+                ],
+                "litellm_settings": {"telemetry": False, "drop_params": True, "set_verbose": False},
+                "general_settings": {"master_key": api_key},
+            },
+            indent=2,
+        )
+    )
     env = {
         **os.environ,
         "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # no fetch of the cost map from the internet
@@ -300,8 +317,17 @@ def start_litellm(workdir: Path, ollama_url: str, model_name: str, api_key: str)
     }
     for var in ("DATABASE_URL", "REDIS_HOST", "REDIS_URL"):
         env.pop(var, None)
-    argv = [str(LITELLM_VENV / "bin" / "litellm"), "--config", str(config), "--host", HOST,
-            "--port", str(port), "--num_workers", "1"]
+    argv = [
+        str(LITELLM_VENV / "bin" / "litellm"),
+        "--config",
+        str(config),
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--num_workers",
+        "1",
+    ]
     log = workdir / "litellm.log"
     proc = Proc("litellm", _spawn(argv, env, log), f"http://{HOST}:{port}", log)
     wait_http(proc, "/health/liveliness", 120)

@@ -20,8 +20,8 @@ from typing import Any
 try:  # Ollama's exact prompt and Qwen's vocabulary; absent in the sandbox's stdlib-only stand-in
     from ollama_double import qwen3coder_renderer as _qwen3coder
     from ollama_double import qwen_template as _qwen_render
-    from proxy_app.engines import chat_template as _chat_template
     from proxy_app import vocab as _vocab
+    from proxy_app.engines import chat_template as _chat_template
 
     _RENDERS_PROMPTS = True
 except ImportError:  # the single-file bin/ollama: these names stay unbound, never read

@@ -15,7 +15,7 @@ import math
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
-from proxy_app.cache import ResponseCache
+from proxy_app.cache.store import ResponseCache
 from proxy_app.engines import Component, Engine
 
 T = TypeVar("T")

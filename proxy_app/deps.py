@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from proxy_app.cache import ResponseCache
+from proxy_app.cache.store import ResponseCache
 from proxy_app.checks import Checks
 from proxy_app.config import Settings
 from proxy_app.engines import Catalog

@@ -5,7 +5,7 @@
 error events; the `Plan` and `Counted` they return are immutable, and a `Generation` can only
 be made from a `Counted`. `Generation` is the answer as an async iterator
 of Anthropic event batches, one per upstream step, that a non-streaming response drains and a
-streaming one frames (proxy_app.sse).
+streaming one frames (proxy_app.api.sse).
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 from proxy_app.aliases import route_model
-from proxy_app.anthropic import CountTokensRequest, content_blocks
+from proxy_app.api.anthropic import CountTokensRequest, content_blocks
+from proxy_app.api.streaming import Event
 from proxy_app.config import Settings
 from proxy_app.engines import Engine
 from proxy_app.engines.profile import ModelProfile
@@ -29,7 +30,6 @@ from proxy_app.errors import (
 from proxy_app.metrics import Metrics
 from proxy_app.offload import INLINE_BLOCKS, Offload
 from proxy_app.plan import Counted, Plan, prompt_limit
-from proxy_app.streaming import Event
 from proxy_app.translate import to_ollama_request, wants_thinking
 
 __all__ = ["Answer", "Backend", "Counted", "Generation", "Plan"]

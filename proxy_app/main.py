@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from proxy_app import vocab
-from proxy_app.cache import ResponseCache
+from proxy_app.cache.store import ResponseCache
 from proxy_app.checks import Checks
 from proxy_app.config import Settings
 from proxy_app.deps import Services

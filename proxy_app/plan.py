@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from proxy_app.anthropic import CountTokensRequest
+from proxy_app.api.anthropic import CountTokensRequest
+from proxy_app.api.streaming import AnthropicEventStream
 from proxy_app.engines.profile import ModelProfile
-from proxy_app.streaming import AnthropicEventStream
 from proxy_app.tokens import Measure
 from proxy_app.translate import Upstream
 

@@ -14,7 +14,7 @@ import argparse
 import sys
 
 from proxy_app import vocab
-from proxy_app.anthropic import CountTokensRequest, parse_body
+from proxy_app.api.anthropic import CountTokensRequest, parse_body
 from proxy_app.config import Settings
 from proxy_app.errors import ProxyError
 from proxy_app.families import family_named, render

@@ -12,9 +12,9 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from proxy_app.api.streaming import Event
 from proxy_app.generation import Answer
 from proxy_app.metrics import Metrics
-from proxy_app.streaming import Event
 
 
 class Timed:

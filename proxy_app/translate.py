@@ -10,10 +10,10 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from proxy_app.anthropic import Block, CountTokensRequest, MessagesRequest
-from proxy_app.blocks import block_text, block_type, image_data, required
+from proxy_app.api.anthropic import Block, CountTokensRequest, MessagesRequest
+from proxy_app.api.blocks import block_text, block_type, image_data, required
+from proxy_app.api.nesting import json_depth
 from proxy_app.errors import InvalidRequestError
-from proxy_app.nesting import json_depth
 
 log = logging.getLogger(__name__)
 

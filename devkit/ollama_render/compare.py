@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from ollama_double import qwen_template  # noqa: E402
 from ollama_double.qwen3coder_renderer import Qwen3CoderRenderer  # noqa: E402
-from proxy_app.anthropic import CountTokensRequest, MessagesRequest  # noqa: E402
+from proxy_app.api.anthropic import CountTokensRequest, MessagesRequest  # noqa: E402
 from proxy_app.engines import chat_template  # noqa: E402
 from proxy_app.translate import to_ollama_request  # noqa: E402
 
@@ -68,7 +68,7 @@ def main() -> int:
                     ours = head + (template.tools(tools) if tools else "") + "".join(pieces)
                 same = go == ours
                 failures += not same
-                verdict = 'same' if same else 'DIFFERENT'
+                verdict = "same" if same else "DIFFERENT"
                 sys.stdout.write(f"{fixture.name} system={system!r}: {verdict}\n")
     return 1 if failures else 0
 

@@ -6,8 +6,8 @@ without one (SmolLM2's, many small models') would drop Claude Code's tools silen
 documented fallback is Qwen2.5's convention carried in plain text: the tools section (JSON
 signatures and the `<tool_call>` instructions) appended to the first system message, earlier
 calls written as `<tool_call>` JSON in the assistant's text, and results as a user turn of
-`<tool_response>` blocks. The answer's calls are read back by proxy_app.toolcalls, as for any
-call written as text.
+`<tool_response>` blocks. The answer's calls are read back by proxy_app.families.toolcalls,
+as for any call written as text.
 """
 
 from __future__ import annotations

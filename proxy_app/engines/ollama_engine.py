@@ -10,12 +10,12 @@ from typing import Any
 
 import orjson
 
+from proxy_app.api.nesting import MAX_DEPTH
 from proxy_app.bound import refuse_unfittable
 from proxy_app.config import Settings
 from proxy_app.engines import Chunk, Component
 from proxy_app.engines.ollama import CHAT, COMPLETION, ModelCatalog, OllamaClient, canonical_name
 from proxy_app.errors import InvalidRequestError, PromptTooLongError, ProxyError
-from proxy_app.nesting import MAX_DEPTH
 from proxy_app.offload import Offload
 from proxy_app.plan import Counted, Plan
 from proxy_app.tokens import TokenCounter

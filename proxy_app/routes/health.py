@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from proxy_app.auth import authenticate
+from proxy_app.api.auth import authenticate
 from proxy_app.deps import ServicesDep
 
 router = APIRouter()

@@ -1,8 +1,8 @@
 """POST /v1/messages and /v1/messages/count_tokens: guard clauses, then one call per step.
 
-authenticate → read and parse → plan (proxy_app.generation) → cached? (proxy_app.cache_policy)
+authenticate → read and parse → plan (proxy_app.generation) → cached? (proxy_app.cache.policy)
 → count (the prompt must fit) → generate → respond: drained into one Message, or framed as
-server-sent events (proxy_app.sse).
+server-sent events (proxy_app.api.sse).
 """
 
 from __future__ import annotations
@@ -14,15 +14,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.requests import ClientDisconnect
 
-from proxy_app.anthropic import CountTokensRequest, MessagesRequest, parse_body
-from proxy_app.auth import authenticate
-from proxy_app.cache_policy import CachePolicy, ThroughCache, cache_policy
+from proxy_app.api.anthropic import CountTokensRequest, MessagesRequest, parse_body
+from proxy_app.api.auth import authenticate
+from proxy_app.api.sse import LiveStream, format_event
+from proxy_app.api.streaming import new_message_id, replay_events
+from proxy_app.cache.policy import CachePolicy, ThroughCache, cache_policy
 from proxy_app.deps import Services, ServicesDep
 from proxy_app.errors import ClientDisconnectedError, RequestTooLargeError
 from proxy_app.generation import Answer, Counted
 from proxy_app.offload import INLINE_BODY_BYTES
-from proxy_app.sse import LiveStream, format_event
-from proxy_app.streaming import new_message_id, replay_events
 from proxy_app.timing import Timed
 
 router = APIRouter()

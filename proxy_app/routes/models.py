@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from proxy_app.aliases import route_model
-from proxy_app.auth import authenticate
+from proxy_app.api.auth import authenticate
 from proxy_app.deps import ServicesDep
 from proxy_app.errors import InvalidRequestError, NotFoundError
 

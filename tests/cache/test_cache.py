@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from devkit.redis_tls import RedisTLSCerts, RedisTLSServer
-from proxy_app.cache import KEY_PREFIX, ResponseCache
+from proxy_app.cache.store import KEY_PREFIX, ResponseCache
 from proxy_app.config import Settings
 
 pytestmark = pytest.mark.anyio

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from proxy_app.flight import SingleFlight
+from proxy_app.cache.flight import SingleFlight
 
 pytestmark = pytest.mark.anyio
 

@@ -90,16 +90,32 @@ class Scaled:
         return time.monotonic() - started
 
     def ssh(self, row: dict[str, Any], command: str) -> subprocess.CompletedProcess[str]:
-        argv = ["ssh", "-i", str(self.user_key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
-                "-o", f"UserKnownHostsFile={self.env['VAST_KNOWN_HOSTS']}", "-o", "LogLevel=ERROR",
-                "-p", str(row["ssh_port"]), f"root@{row['ssh_host']}", command]
-        return subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False,
-                              stdin=subprocess.DEVNULL)
+        argv = [
+            "ssh",
+            "-i",
+            str(self.user_key),
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            f"UserKnownHostsFile={self.env['VAST_KNOWN_HOSTS']}",
+            "-o",
+            "LogLevel=ERROR",
+            "-p",
+            str(row["ssh_port"]),
+            f"root@{row['ssh_host']}",
+            command,
+        ]
+        return subprocess.run(
+            argv, capture_output=True, text=True, timeout=120, check=False, stdin=subprocess.DEVNULL
+        )
 
     def client(self) -> anthropic.Anthropic:
         # The SDK honours retry-after; enough retries to outlast a rent, a deploy and a join.
-        return anthropic.Anthropic(base_url=self.url, auth_token=self.key, api_key=None,
-                                   max_retries=100, timeout=60)
+        return anthropic.Anthropic(
+            base_url=self.url, auth_token=self.key, api_key=None, max_retries=100, timeout=60
+        )
 
 
 @pytest.fixture(scope="module")
@@ -108,10 +124,13 @@ def scaled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scaled]:
     build_rootfs()
     home = tmp_path_factory.mktemp("home")
     user_key = home / "id_vast"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(user_key)],
-                   check=True)
-    fleet = Fleet(tmp_path_factory.mktemp("fleet"), rootfs=default_rootfs(),
-                  data_root=tmp_path_factory.mktemp("layers"), base_port=0)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(user_key)], check=True)
+    fleet = Fleet(
+        tmp_path_factory.mktemp("fleet"),
+        rootfs=default_rootfs(),
+        data_root=tmp_path_factory.mktemp("layers"),
+        base_port=0,
+    )
     hooks = SandboxHooks(fleet)
     public = user_key.with_name("id_vast.pub").read_text().strip()
     market = Market(offers=load_offers(), ssh_keys=[public], hooks=hooks)
@@ -119,24 +138,58 @@ def scaled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scaled]:
     work = tmp_path_factory.mktemp("autoscale")
     port = free_port()
     env = {
-        "PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8", "HOME": str(home),
-        "VAST_API_KEY": API_KEY, "VAST_SSH_KEY": str(user_key),
-        "VAST_KNOWN_HOSTS": str(home / "known_hosts"), "VAST_DATA_FILE": str(hooks.data_file),
-        "SELFHOST_SECRETS_DIR": str(secrets), "PYTHONUNBUFFERED": "1",
+        "PATH": os.environ.get("PATH", ""),
+        "LANG": "C.UTF-8",
+        "HOME": str(home),
+        "VAST_API_KEY": API_KEY,
+        "VAST_SSH_KEY": str(user_key),
+        "VAST_KNOWN_HOSTS": str(home / "known_hosts"),
+        "VAST_DATA_FILE": str(hooks.data_file),
+        "SELFHOST_SECRETS_DIR": str(secrets),
+        "PYTHONUNBUFFERED": "1",
     }
     log = work / "autoscale.log"
     try:
         with VastDouble(market, api_key=API_KEY) as double, log.open("wb") as out:
             env["VAST_URL"] = double.url
-            argv = [sys.executable, "-m", "fleet.autoscale", "--min-hosts", "0",
-                    "--max-hosts", "2", "--idle-minutes", str(IDLE_MINUTES),
-                    "--wait-seconds", "0.2", "--sustain-seconds", "3", "--interval", "1",
-                    "--host-maxconn", "1", "--port", str(port), "--stats-port", str(free_port()),
-                    "--metrics-port", str(free_port()), "--state", str(work / "state.json")]
-            proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL)
-            scaled = Scaled(double, hooks, env, proc, log, work / "state.json", port,
-                            user_key=user_key)
+            argv = [
+                sys.executable,
+                "-m",
+                "fleet.autoscale",
+                "--min-hosts",
+                "0",
+                "--max-hosts",
+                "2",
+                "--idle-minutes",
+                str(IDLE_MINUTES),
+                "--wait-seconds",
+                "0.2",
+                "--sustain-seconds",
+                "3",
+                "--interval",
+                "1",
+                "--host-maxconn",
+                "1",
+                "--port",
+                str(port),
+                "--stats-port",
+                str(free_port()),
+                "--metrics-port",
+                str(free_port()),
+                "--state",
+                str(work / "state.json"),
+            ]
+            proc = subprocess.Popen(
+                argv,
+                cwd=REPO,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+            scaled = Scaled(
+                double, hooks, env, proc, log, work / "state.json", port, user_key=user_key
+            )
             try:
                 scaled.wait_for("gateway", lambda: "Gateway ready" in log.read_text(), 60)
                 scaled.key = (secrets / "proxy_api_key").read_text().strip()
@@ -153,10 +206,16 @@ def scaled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scaled]:
 
 
 def test_autoscale_wakes_from_zero_and_the_sdk_is_answered(scaled: Scaled) -> None:
-    refused = httpx.post(f"{scaled.url}/v1/messages", timeout=30,
-                         headers={"x-api-key": scaled.key, "anthropic-version": "2023-06-01"},
-                         json={"model": "claude-sonnet-4-5", "max_tokens": 16,
-                               "messages": [{"role": "user", "content": "hi"}]})
+    refused = httpx.post(
+        f"{scaled.url}/v1/messages",
+        timeout=30,
+        headers={"x-api-key": scaled.key, "anthropic-version": "2023-06-01"},
+        json={
+            "model": "claude-sonnet-4-5",
+            "max_tokens": 16,
+            "messages": [{"role": "user", "content": "hi"}],
+        },
+    )
     assert refused.status_code == 529 and refused.headers["retry-after"] == "5"
     started = time.monotonic()
     answer = scaled.client().messages.create(
@@ -186,14 +245,21 @@ class Load:
 
     def _run(self) -> None:
         session = str(uuid.uuid4())
-        headers = {"x-api-key": self.key, "anthropic-version": "2023-06-01",
-                   "X-Claude-Code-Session-Id": session}
+        headers = {
+            "x-api-key": self.key,
+            "anthropic-version": "2023-06-01",
+            "X-Claude-Code-Session-Id": session,
+        }
         with httpx.Client(base_url=self.url, timeout=120) as client:
             while not self.stop.is_set():
                 # a new prompt each turn, as a conversation has: no answer from proxy_app's cache
                 turn = f"turn {self.ok + len(self.failures)} of {session}"
-                body = {"model": "claude-sonnet-4-5", "max_tokens": 16, "stream": True,
-                        "messages": [{"role": "user", "content": turn}]}
+                body = {
+                    "model": "claude-sonnet-4-5",
+                    "max_tokens": 16,
+                    "stream": True,
+                    "messages": [{"role": "user", "content": turn}],
+                }
                 with client.stream("POST", "/v1/messages", json=body, headers=headers) as resp:
                     text = resp.read().decode()
                 if resp.status_code == 200 and "message_stop" in text:
@@ -216,8 +282,9 @@ class Load:
 def slow_replies(scaled: Scaled, row: dict[str, Any], count: int, delay: float) -> None:
     """Queue `count` answers on the host's Ollama double that each take `delay` seconds."""
     replies = json.dumps({"replies": [{"content": "ok", "first_chunk_delay": delay}] * count})
-    done = scaled.ssh(row, "curl -sS -d @- http://127.0.0.1:11434/api/_double/script"
-                           f" <<'EOF'\n{replies}\nEOF")
+    done = scaled.ssh(
+        row, f"curl -sS -d @- http://127.0.0.1:11434/api/_double/script <<'EOF'\n{replies}\nEOF"
+    )
     assert done.returncode == 0, done.stderr
 
 
@@ -227,8 +294,9 @@ def test_autoscale_load_ramp_rents_a_second_host_that_joins_with_no_failed_reque
     (first,) = scaled.rows()
     slow_replies(scaled, first, 400, 1.0)
     with Load(scaled.url, scaled.key) as load:
-        took = scaled.wait_for("second host serving", lambda: len(scaled.decisions("join")) == 2,
-                               900)
+        took = scaled.wait_for(
+            "second host serving", lambda: len(scaled.decisions("join")) == 2, 900
+        )
         time.sleep(5)  # requests keep flowing through both
     assert load.failures == []
     rented = [d for d in scaled.decisions("add") if "waited" in d["reason"]]
@@ -242,8 +310,10 @@ def test_autoscale_load_ramp_rents_a_second_host_that_joins_with_no_failed_reque
 def test_autoscale_idle_hosts_are_stopped_one_by_one_down_to_zero(scaled: Scaled) -> None:
     took = scaled.wait_for(
         "both stopped",  # by the provider, and then recorded in the state file
-        lambda: [r["intended_status"] for r in scaled.rows()] == ["stopped", "stopped"]
-        and len(scaled.decisions("retire")) == 2,
+        lambda: (
+            [r["intended_status"] for r in scaled.rows()] == ["stopped", "stopped"]
+            and len(scaled.decisions("retire")) == 2
+        ),
         IDLE_MINUTES * 60 * 2 + 240,
     )
     assert len(scaled.decisions("drain")) == 2 and len(scaled.decisions("retire")) == 2
@@ -255,14 +325,13 @@ def test_autoscale_a_request_wakes_a_stopped_host_without_a_deploy(scaled: Scale
     deploys = sum("Deploy Ollama" in line for line in scaled.lines())
     started = time.monotonic()
     if claude_available():  # the pinned Claude Code CLI, retrying the gateway's 529 itself
-        done = run_claude("say hi", scaled.url, scaled.key, cwd=str(scaled.log.parent),
-                          timeout=600)
+        done = run_claude("say hi", scaled.url, scaled.key, cwd=str(scaled.log.parent), timeout=600)
         assert done.returncode == 0 and done.stdout.strip() == "ok", done.stdout + done.stderr
         client = "Claude Code"
     else:
         answer = scaled.client().messages.create(
-            model="claude-sonnet-4-5", max_tokens=16,
-            messages=[{"role": "user", "content": "hi"}])
+            model="claude-sonnet-4-5", max_tokens=16, messages=[{"role": "user", "content": "hi"}]
+        )
         assert answer.content[0].text == "ok"  # type: ignore[union-attr]
         client = "anthropic SDK"
     took = time.monotonic() - started

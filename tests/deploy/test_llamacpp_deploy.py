@@ -131,9 +131,7 @@ def _restart(llamacpp_fleet: DeployedFleet, name: str) -> tuple[str, str, float]
 
 
 @pytest.fixture(scope="module")
-def second_run(
-    llamacpp_fleet: DeployedFleet, restarts: dict[str, tuple[str, str, float]]
-) -> Run:
+def second_run(llamacpp_fleet: DeployedFleet, restarts: dict[str, tuple[str, str, float]]) -> Run:
     return llamacpp_fleet.deploy()
 
 

@@ -67,8 +67,12 @@ class LiveGateway:
         headers = {"x-api-key": self.env["ANTHROPIC_AUTH_TOKEN"]}
         if session is not None:
             headers[SESSION_HEADER] = session
-        body = {"model": "claude-sonnet-4-5", "max_tokens": 32,
-                "messages": [{"role": "user", "content": text}], **extra}
+        body = {
+            "model": "claude-sonnet-4-5",
+            "max_tokens": 32,
+            "messages": [{"role": "user", "content": text}],
+            **extra,
+        }
         return self.client.post("/v1/messages", json=body, headers=headers)
 
     def requests(self) -> dict[str, int]:
@@ -106,11 +110,27 @@ def gateway(
     port, stats_port = free_port(), free_port()
     logs = tmp_path_factory.mktemp("gateway")
     out, err = logs / "stdout", logs / "stderr"
-    argv = [sys.executable, "-m", "fleet.gateway", "run", "--inventory", str(INVENTORY),
-            "--port", str(port), "--stats-port", str(stats_port)]
+    argv = [
+        sys.executable,
+        "-m",
+        "fleet.gateway",
+        "run",
+        "--inventory",
+        str(INVENTORY),
+        "--port",
+        str(port),
+        "--stats-port",
+        str(stats_port),
+    ]
     with out.open("wb") as stdout, err.open("wb") as stderr:
-        proc = subprocess.Popen(argv, cwd=REPO, env={**os.environ, **deployed_fleet.env},
-                                stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr)
+        proc = subprocess.Popen(
+            argv,
+            cwd=REPO,
+            env={**os.environ, **deployed_fleet.env},
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=stderr,
+        )
     try:
         deadline = time.monotonic() + READY_WITHIN
         while f"Gateway ready on http://127.0.0.1:{port}" not in out.read_text():
@@ -134,17 +154,35 @@ def test_the_gateway_stops_its_tunnels_and_haproxy_on_sigterm(
     deployed_fleet: DeployedFleet, tmp_path: Path
 ) -> None:
     port, stats_port = free_port(), free_port()
-    argv = [sys.executable, "-m", "fleet.gateway", "run", "--inventory", str(INVENTORY),
-            "--port", str(port), "--stats-port", str(stats_port)]
-    proc = subprocess.Popen(argv, cwd=REPO, env={**os.environ, **deployed_fleet.env},
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL)
+    argv = [
+        sys.executable,
+        "-m",
+        "fleet.gateway",
+        "run",
+        "--inventory",
+        str(INVENTORY),
+        "--port",
+        str(port),
+        "--stats-port",
+        str(stats_port),
+    ]
+    proc = subprocess.Popen(
+        argv,
+        cwd=REPO,
+        env={**os.environ, **deployed_fleet.env},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
     assert proc.stdout is not None
     for line in proc.stdout:
         if line.startswith(b"Gateway ready on"):
             break
-    children = [int(p) for task in Path(f"/proc/{proc.pid}/task").iterdir()
-                for p in (task / "children").read_text().split()]
+    children = [
+        int(p)
+        for task in Path(f"/proc/{proc.pid}/task").iterdir()
+        for p in (task / "children").read_text().split()
+    ]
     assert len(children) == len(FLEET_HOSTS) + 1  # one ssh per host, and haproxy
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 0
@@ -219,9 +257,11 @@ def _proxy(deployed: DeployedFleet, name: str, action: str) -> None:
 def _report(fault: str, traffic: Traffic, detected: float | None, back: float) -> None:
     failures = traffic.failures()
     kinds = sorted({f[2] for f in failures})
-    print(f"\nFAULT {fault}: {len(traffic.outcomes)} requests, {len(failures)} failed {kinds}; "
-          f"DOWN after {'never' if detected is None else f'{detected:.1f} s'}; "
-          f"UP again {back:.1f} s after the repair")
+    print(
+        f"\nFAULT {fault}: {len(traffic.outcomes)} requests, {len(failures)} failed {kinds}; "
+        f"DOWN after {'never' if detected is None else f'{detected:.1f} s'}; "
+        f"UP again {back:.1f} s after the repair"
+    )
 
 
 @pytest.mark.parametrize("victim", FLEET_HOSTS, ids=[f"{n}-{KIND[n]}" for n in FLEET_HOSTS])
@@ -281,12 +321,21 @@ def test_a_restarted_host_comes_back_into_the_pool(
     with Traffic(gateway, sessions) as traffic:
         time.sleep(1)
         restarted_at = time.monotonic()
-        done = subprocess.run([sys.executable, "-m", "sandbox", "restart", victim], cwd=REPO,
-                              env={**os.environ, **deployed_fleet.env}, capture_output=True,
-                              text=True, timeout=180, check=False)
+        done = subprocess.run(
+            [sys.executable, "-m", "sandbox", "restart", victim],
+            cwd=REPO,
+            env={**os.environ, **deployed_fleet.env},
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
         assert done.returncode == 0, done.stderr
-        detected = gateway.wait_state(victim, "DOWN", timeout=60) if (
-            gateway.status()[victim]["state"] != "DOWN") else time.monotonic() - restarted_at
+        detected = (
+            gateway.wait_state(victim, "DOWN", timeout=60)
+            if (gateway.status()[victim]["state"] != "DOWN")
+            else time.monotonic() - restarted_at
+        )
         back = gateway.wait_state(victim, "UP", timeout=180)
         time.sleep(1)
     _report(f"{victim} ({KIND[victim]}) restarted", traffic, detected, back)
@@ -299,26 +348,32 @@ def test_a_stream_in_flight_on_a_stopped_proxy(
 ) -> None:
     """What a running stream sees when its host's proxy is stopped (TERM, then KILL after the
     manager's timeout): uvicorn lets it finish if it can; otherwise it is cut."""
-    session = next(s for s in (str(uuid.uuid4()) for _ in range(50))
-                   if gateway.home_of(s) == victim)
+    session = next(
+        s for s in (str(uuid.uuid4()) for _ in range(50)) if gateway.home_of(s) == victim
+    )
     _script(deployed_fleet, victim, {"content": "word " * 40, "chunk_delay": 0.1})
     events: list[str] = []
     error: Exception | None = None
     headers = {"x-api-key": gateway.env["ANTHROPIC_AUTH_TOKEN"], SESSION_HEADER: session}
-    body = {"model": "claude-sonnet-4-5", "max_tokens": 512, "stream": True,
-            "messages": [{"role": "user", "content": "a long answer"}]}
+    body = {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 512,
+        "stream": True,
+        "messages": [{"role": "user", "content": "a long answer"}],
+    }
     with gateway.client.stream("POST", "/v1/messages", json=body, headers=headers) as resp:
         try:
             for line in resp.iter_lines():
                 if line.startswith("event: "):
                     events.append(line[7:])
                 if events.count("content_block_delta") == 3:
-                    threading.Thread(target=_proxy,
-                                     args=(deployed_fleet, victim, "stop")).start()
+                    threading.Thread(target=_proxy, args=(deployed_fleet, victim, "stop")).start()
         except httpx.HTTPError as exc:
             error = exc
-    print(f"\nstream during a proxy stop on {victim}: {len(events)} events, "
-          f"last {events[-1]!r}, error {error!r}")
+    print(
+        f"\nstream during a proxy stop on {victim}: {len(events)} events, "
+        f"last {events[-1]!r}, error {error!r}"
+    )
     _proxy(deployed_fleet, victim, "start")
     gateway.wait_state(victim, "UP")
     assert events[-1] in ("message_stop", "error") or isinstance(error, httpx.RemoteProtocolError)
@@ -344,18 +399,32 @@ def test_no_host_up_is_a_529_envelope(gateway: LiveGateway, deployed_fleet: Depl
 def _script(deployed: DeployedFleet, name: str, *replies: dict[str, Any]) -> int:
     """Queue replies on a host's Ollama double; the number now pending."""
     body = shlex.quote(json.dumps({"replies": list(replies)}))
-    out = _ssh(deployed, name, f"curl -sS --max-time 10 -H 'content-type: application/json' "
-                               f"-d {body} http://127.0.0.1:11434/api/_double/script")
+    out = _ssh(
+        deployed,
+        name,
+        f"curl -sS --max-time 10 -H 'content-type: application/json' "
+        f"-d {body} http://127.0.0.1:11434/api/_double/script",
+    )
     return int(json.loads(out)["queued"])
 
 
 def _drain(deployed: DeployedFleet, name: str) -> None:
     """Use up replies left queued on a host's double (one /api/chat call each)."""
-    chat = shlex.quote(json.dumps({"model": "qwen2.5-coder:7b", "stream": False,
-                                   "messages": [{"role": "user", "content": "-"}]}))
+    chat = shlex.quote(
+        json.dumps(
+            {
+                "model": "qwen2.5-coder:7b",
+                "stream": False,
+                "messages": [{"role": "user", "content": "-"}],
+            }
+        )
+    )
     for _ in range(_script(deployed, name)):
-        _ssh(deployed, name, f"curl -fsS -o /dev/null --max-time 10 -d {chat} "
-                             "http://127.0.0.1:11434/api/chat")
+        _ssh(
+            deployed,
+            name,
+            f"curl -fsS -o /dev/null --max-time 10 -d {chat} http://127.0.0.1:11434/api/chat",
+        )
 
 
 @pytest.mark.claude_code
@@ -375,8 +444,14 @@ def test_claude_code_runs_a_write_tool_loop_through_the_gateway(
             _drain(deployed_fleet, name)
             _script(deployed_fleet, name, {"content": "", "tool_calls": [write]}, *[final] * 4)
         env = gateway.env
-        done = run_claude("create hello.txt", env["ANTHROPIC_BASE_URL"],
-                          env["ANTHROPIC_AUTH_TOKEN"], str(tmp_path), extra_env=env, timeout=300)
+        done = run_claude(
+            "create hello.txt",
+            env["ANTHROPIC_BASE_URL"],
+            env["ANTHROPIC_AUTH_TOKEN"],
+            str(tmp_path),
+            extra_env=env,
+            timeout=300,
+        )
         assert done.returncode == 0, done.stderr[-3000:]
         assert target.read_text() == "via gateway\n"
         assert "I wrote hello.txt." in done.stdout

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from ollama_double.server import OllamaDouble, Reply
-from proxy_app.nesting import MAX_DEPTH
+from proxy_app.api.nesting import MAX_DEPTH
 from tests.conftest import API_KEY, LiveProxy
 from tests.integration.test_errors import assert_envelope
 

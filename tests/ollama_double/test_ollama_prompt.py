@@ -84,9 +84,7 @@ def test_qwen25_coder_prompt_matches_ollamas_rendering() -> None:
 def test_qwen25_template_differs_only_in_its_tool_sentences() -> None:
     coder = EXPECTED_CODER
     plain = render(QWEN25, BODY["messages"], BODY["tools"])
-    assert plain == coder.replace(
-        "<tools></tools>:", "<tools></tools> XML tags:"
-    ).replace(
+    assert plain == coder.replace("<tools></tools>:", "<tools></tools> XML tags:").replace(
         "<tool_call></tool_call> with NO other text. Do not include any backticks or ```json.",
         "<tool_call></tool_call> XML tags:",
     )

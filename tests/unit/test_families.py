@@ -16,7 +16,7 @@ from typing import Any
 import jinja2
 import pytest
 
-from proxy_app.anthropic import MessagesRequest
+from proxy_app.api.anthropic import MessagesRequest
 from proxy_app.families import FAMILIES, Family, family_named, render
 from proxy_app.translate import to_ollama_request
 

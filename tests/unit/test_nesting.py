@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
-from proxy_app.nesting import ARGUMENTS_LEVEL, MAX_DEPTH, fits_as_arguments, json_depth
+from proxy_app.api.nesting import ARGUMENTS_LEVEL, MAX_DEPTH, fits_as_arguments, json_depth
 
 
 def nested(levels: int, container: str) -> Any:

@@ -7,8 +7,8 @@ import logging
 import httpx
 import pytest
 
-from proxy_app.errors import OverloadedError
 from proxy_app.engines.ollama import OllamaClient
+from proxy_app.errors import OverloadedError
 from proxy_app.redact import AccessLogFilter, redact_query, redact_url
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from proxy_app.streaming import AnthropicEventStream, Event, StopMatcher, replay_events
+from proxy_app.api.streaming import AnthropicEventStream, Event, StopMatcher, replay_events
 
 
 def chunk(content: str = "", **message: Any) -> dict[str, Any]:

@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 
 from proxy_app import tokens, vocab
-from proxy_app.anthropic import CountTokensRequest, MessagesRequest
+from proxy_app.api.anthropic import CountTokensRequest, MessagesRequest
 from proxy_app.engines.chat_template import QWEN25_CODER
+from proxy_app.engines.profile import ModelProfile
 from proxy_app.families import render
 from proxy_app.families.qwen3coder import QWEN3_CODER as QWEN3_CODER_FAMILY
 from proxy_app.families.qwen25 import QWEN25, Qwen25
-from proxy_app.engines.profile import ModelProfile
 from proxy_app.tokens import TokenCounter, raw_estimate
 from proxy_app.translate import to_ollama_request
 

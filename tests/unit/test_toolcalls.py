@@ -1,4 +1,5 @@
-"""Tool-call recovery (proxy_app.toolcalls): one parametrised test over tests/fixtures/toolcalls.
+"""Tool-call recovery (proxy_app.families.toolcalls): one parametrised test over
+tests/fixtures/toolcalls.
 
 Each fixture file is {"tools", "chunks", "expected_text", "expected_calls"}; the same case runs
 streamed as given, one character at a time, in seeded random pieces, and through
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from proxy_app.toolcalls import RecoveredCall, ToolCallScanner, recover_tool_calls
+from proxy_app.families.toolcalls import RecoveredCall, ToolCallScanner, recover_tool_calls
 
 FIXTURES = sorted((Path(__file__).parent.parent / "fixtures" / "toolcalls").glob("*.json"))
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from proxy_app.anthropic import MessagesRequest
+from proxy_app.api.anthropic import MessagesRequest
 from proxy_app.errors import InvalidRequestError
 from proxy_app.translate import to_ollama_request
 

@@ -1,4 +1,4 @@
-"""qwen3-coder's XML tool calls (proxy_app.xmlcalls), chained with the JSON rescue as the
+"""qwen3-coder's XML tool calls (proxy_app.families.xmlcalls), chained with the JSON rescue as the
 streaming machine uses them: one parametrised test over tests/fixtures/xmlcalls.
 
 Each fixture file is {"tools": {name: input_schema}, "chunks", "expected_text",
@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from proxy_app.xmlcalls import CallRescue, typed
+from proxy_app.families.xmlcalls import CallRescue, typed
 
 FIXTURES = sorted((Path(__file__).parent.parent / "fixtures" / "xmlcalls").glob("*.json"))
 

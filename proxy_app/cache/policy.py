@@ -2,7 +2,7 @@
 
 `cache_policy` decides per request (mode, `cache-control: no-cache` / `no-store`) and gives
 the key; `ThroughCache` wraps a generation so that a complete answer is stored and identical
-requests in flight share one generation (single-flight, proxy_app.flight).
+requests in flight share one generation (single-flight, proxy_app.cache.flight).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from proxy_app.cache import ResponseCache
+from proxy_app.api.streaming import Event, replay_events
+from proxy_app.cache.store import ResponseCache
 from proxy_app.generation import Generation, Plan
-from proxy_app.streaming import Event, replay_events
 
 Message = dict[str, Any]
 

@@ -21,9 +21,9 @@ from typing import Any
 
 import orjson
 
+from proxy_app.api.streaming import Event
 from proxy_app.errors import ProxyError, UpstreamError, envelope
 from proxy_app.generation import Answer
-from proxy_app.streaming import Event
 
 log = logging.getLogger("proxy_app")
 

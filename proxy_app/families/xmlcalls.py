@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from proxy_app.toolcalls import RecoveredCall, ToolCallScanner
+from proxy_app.families.toolcalls import RecoveredCall, ToolCallScanner
 
 WRAP, UNWRAP = "<tool_call>", "</tool_call>"
 FUNCTION, END_FUNCTION = "<function=", "</function>"

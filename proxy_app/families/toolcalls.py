@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from enum import Enum, auto
 from typing import Any
 
-from proxy_app.nesting import MAX_DEPTH, fits_as_arguments
+from proxy_app.api.nesting import MAX_DEPTH, fits_as_arguments
 
 
 @dataclass(frozen=True)

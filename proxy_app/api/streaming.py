@@ -13,8 +13,8 @@ import json
 import secrets
 from typing import Any
 
-from proxy_app.toolcalls import RecoveredCall, tool_input_json
-from proxy_app.xmlcalls import CallRescue
+from proxy_app.families.toolcalls import RecoveredCall, tool_input_json
+from proxy_app.families.xmlcalls import CallRescue
 
 Event = tuple[str, dict[str, Any]]
 

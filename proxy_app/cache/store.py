@@ -19,8 +19,8 @@ Fail open
     reconnects by itself, so the same object resumes once Redis is back.
 
 Single-flight
-    ``flights`` (proxy_app.flight) collapses identical requests that are in flight at the same
-    moment in this process; ``proxy_app.cache_policy.ThroughCache`` runs generations through it.
+    ``flights`` (proxy_app.cache.flight) collapses identical requests that are in flight at the same
+    moment in this process; ``proxy_app.cache.policy.ThroughCache`` runs generations through it.
     The table is per process: each uvicorn worker has its own.
 """
 
@@ -39,8 +39,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from proxy_app.cache.flight import SingleFlight
 from proxy_app.config import Settings
-from proxy_app.flight import SingleFlight
 
 __all__ = [
     "CACHEABLE_STOP_REASONS",
@@ -73,7 +73,7 @@ def _canonical(value: Any) -> bytes:
 class ResponseCache:
     """Redis-backed cache of finished Messages plus an in-process single-flight table.
 
-    Used through proxy_app.cache_policy: ``cache_policy`` (``cacheable_request``, ``key``,
+    Used through proxy_app.cache.policy: ``cache_policy`` (``cacheable_request``, ``key``,
     ``record_bypass``) decides per request, the route reads ``get``, and ``ThroughCache``
     shares identical generations in flight (``flights``) and ``put``s a complete answer.
 
@@ -312,7 +312,7 @@ class ResponseCache:
                 log.debug("response cache: error while closing: %s", self._describe(exc))
 
     async def run_once(self, key: str, produce: Callable[[], Awaitable[T]]) -> T:
-        """Single-flight for cacheable requests; see proxy_app.flight.SingleFlight.run_once."""
+        """Single-flight for cacheable requests; see flight.SingleFlight.run_once."""
         return await self.flights.run_once(key, produce)
 
     def in_flight(self) -> int:

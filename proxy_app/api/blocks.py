@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from proxy_app.anthropic import Block
+from proxy_app.api.anthropic import Block
 from proxy_app.errors import InvalidRequestError
 
 log = logging.getLogger(__name__)
