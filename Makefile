@@ -12,7 +12,7 @@ APT_PACKAGES := redis-server debootstrap openssh-client openssl zstd systemd cur
 
 .PHONY: help venv apt node deps test lint docs unit deploy sandbox-up sandbox-down sandbox-status \
         sandbox-restart check-hosts tunnel gateway gateway-status bench bench-charts bench-limits \
-        bench-deploy clean up down stop start status autoscale
+        bench-deploy bench-engine clean up down stop start status autoscale
 
 help: ## list every target
 	@awk -F':.*## ' '/^[a-z][a-z-]*:.*## / {printf "make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -111,6 +111,9 @@ gateway-status: venv ## one line per host of the running gateway
 bench: deps ## benchmarks and their charts (bench/results/)
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.gateway
+
+bench-engine: deps ## proxy_app in front of a real engine (llama-server) vs the engine directly, and its KV reuse per turn
+	$(BIN)/python -m bench.engine
 
 bench-limits: venv ## what the protocol limits and checks cost: proxy_app before/after in one run
 	$(BIN)/python -m bench.limits

@@ -12,7 +12,6 @@ role takes both. Host data ``engine`` picks the engine: "ollama" (default) or "l
 from roles import deploy_proxy, deploy_redis
 from roles.base import check_platform, install_base
 from roles.engine import deploy_engine
-from roles.ollama import OllamaServer
 from roles.services import ensure_manager
 
 check_platform()  # fails the host with a sentence on anything but Ubuntu/Debian, amd64/arm64
@@ -20,6 +19,4 @@ install_base()
 manager = ensure_manager()  # systemd if it is PID 1's init, else supervisord (installed if missing)
 engine = deploy_engine(manager)  # Ollama's or llama-server's URL, model(s) and window
 redis = deploy_redis(manager)
-# proxy_app speaks Ollama's API only until its OpenAI-compatible engine lands (issue 22).
-if isinstance(engine, OllamaServer):
-    deploy_proxy(manager, engine, redis)
+deploy_proxy(manager, engine, redis)  # Ollama's API, or llama-server's OpenAI-compatible one

@@ -203,8 +203,10 @@ def start_proxy(
     workers: int = 1,
     profile_to: Path | None = None,
     source: Path = ROOT,
+    settings: dict[str, str] | None = None,
 ) -> Proc:
-    """python -m proxy_app; `source` is the directory holding the proxy_app package to run."""
+    """python -m proxy_app; `source` is the directory holding the proxy_app package to run;
+    `settings`, more PROXY_* variables (e.g. PROXY_ENGINE)."""
     port = free_port()
     env = {
         **os.environ,
@@ -218,6 +220,7 @@ def start_proxy(
         "PROXY_REDIS_URL": redis_url,
         "PROXY_REDIS_CA_FILE": redis_ca_file,
         "PROXY_CACHE_MODE": "all" if redis_url else "off",
+        **(settings or {}),
     }
     argv = [sys.executable]
     if profile_to is not None:

@@ -17,7 +17,7 @@ from typing import Any
 from pyinfra.api.exceptions import DeployError
 
 from fleet.errors import TunnelError
-from roles.ollama.endpoint import OllamaServer
+from roles.engine import served
 from roles.proxy.settings import backend_settings
 from roles.secrets import secrets_dir
 
@@ -64,7 +64,7 @@ def key_if_deployed() -> str | None:
 def context_window(data: Mapping[str, Any]) -> int:
     """The context window the deploy gives proxy_app on a host with ``data`` (its PROXY_NUM_CTX)."""
     try:
-        settings = backend_settings(data, OllamaServer.from_data(data))
+        settings = backend_settings(data, served(data))
     except DeployError as exc:
         raise TunnelError(str(exc)) from exc
     return int(str(settings["PROXY_NUM_CTX"]))

@@ -18,7 +18,6 @@ Exit status 2 with one sentence when the inventory, the host, the key or the loc
 from __future__ import annotations
 
 import argparse
-import shlex
 import signal
 import subprocess
 import sys
@@ -31,26 +30,12 @@ from fleet.hostdata import load_inventory, pick_host
 from fleet.ssh_tunnel import DEFAULT_LOCAL_PORT, settle_port, ssh_command, wait_for_port
 
 
-def render_llamacpp(name: str, data: Mapping[str, Any], command: Sequence[str]) -> str:
-    """The text printed for a host whose engine is llamacpp: no proxy_app there yet."""
-    local = command[command.index("-L") + 1].split(":", 1)[0]
-    return "\n".join([
-        f"# {name} runs llama.cpp's llama-server (engine = llamacpp); proxy_app is not deployed",
-        "# there yet, so Claude Code has nothing to talk to. llama-server's own API (OpenAI's",
-        "# /v1/chat/completions, /v1/models, /tokenize) through the tunnel (keep it running):",
-        shlex.join(command),
-        f"# then: curl http://127.0.0.1:{local}/v1/models   (model {data['llamacpp_model_name']})",
-    ]) + "\n"  # fmt: skip
-
-
 def _tunnel_and_text(
     entry: Mapping[str, Any], port: int, show_secrets: bool
 ) -> tuple[list[str], str]:
-    """The ssh command and the text to print for one inventory host."""
+    """The ssh command and the text to print for one inventory host (whatever its engine:
+    proxy_app fronts Ollama and llama-server alike)."""
     name, data = str(entry["name"]), entry["data"]
-    if data.get("engine") == "llamacpp":
-        command = ssh_command(name, {**data, "proxy_port": data["llamacpp_port"]}, port)
-        return command, render_llamacpp(name, data, command)
     command = ssh_command(name, data, port)
     env = claude_env(data, port, proxy_key_file())
     return command, render(command, env, show_secrets=show_secrets)

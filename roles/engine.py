@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from pyinfra.api.exceptions import DeployError
 from pyinfra.context import host
 
@@ -14,18 +17,27 @@ ENGINES = ("ollama", "llamacpp")
 DEFAULT_ENGINE = "ollama"
 
 
-def engine_name() -> str:
-    """This host's engine (data ``engine``), refused with a sentence unless a known one."""
-    engine = str(host.data.get("engine") or DEFAULT_ENGINE)
+def engine_name(data: Mapping[str, Any], name: str = "") -> str:
+    """A host's engine (data ``engine``), refused with a sentence unless a known one."""
+    engine = str(data.get("engine") or DEFAULT_ENGINE)
     if engine not in ENGINES:
         raise DeployError(
-            f"{host.name}: engine = {engine!r} is not an engine; use one of: {', '.join(ENGINES)}."
+            f"{name or 'host'}: engine = {engine!r} is not an engine; use one of: "
+            f"{', '.join(ENGINES)}."
         )
     return engine
 
 
+def served(data: Mapping[str, Any]) -> OllamaServer | LlamaServer:
+    """What the engine of a host with ``data`` (role defaults applied) serves, seen from the
+    control machine (no GPU seen: llama-server's window from the default profile)."""
+    if engine_name(data) == "llamacpp":
+        return LlamaServer.from_data(data)
+    return OllamaServer.from_data(data)
+
+
 def deploy_engine(manager: Manager) -> OllamaServer | LlamaServer:
     """Deploy this host's engine role; return its server (URL, models, context)."""
-    if engine_name() == "llamacpp":
+    if engine_name({"engine": host.data.get("engine")}, host.name) == "llamacpp":
         return deploy_llamacpp(manager)
     return deploy_ollama(manager)

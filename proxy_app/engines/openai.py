@@ -250,8 +250,12 @@ class OpenAIEngine:
         return str(answer.get("prompt") or "")
 
     async def tokens(self, prompt: str) -> int:
-        """The engine's count of the prompt, as its completion tokenizes it."""
-        body = orjson.dumps({"content": prompt, "add_special": True})
+        """The engine's count of the prompt, as its completion tokenizes it. llama.cpp's
+        /tokenize reads `content` and `add_special`; vLLM's `prompt` and `add_special_tokens`
+        (read, not tested); each ignores the other's."""
+        body = orjson.dumps(
+            {"content": prompt, "add_special": True, "prompt": prompt, "add_special_tokens": True}
+        )
         answer = await self.client.post_raw("/tokenize", body)
         return len(answer.get("tokens") or [])
 

@@ -11,6 +11,7 @@ from pyinfra.operations import files, pip, server
 
 from roles import ops, secrets, services
 from roles.base import deploy, host_data, install_packages, local_address
+from roles.llamacpp.endpoint import LlamaServer
 from roles.ollama.endpoint import OllamaServer
 from roles.proxy.defaults import DEFAULTS
 from roles.proxy.settings import backend_settings
@@ -26,19 +27,22 @@ ENV_FILE = f"{ENV_DIR}/proxy.env"
 
 
 @deploy("Deploy proxy", data_defaults=DEFAULTS)
-def deploy_proxy(manager: Manager, ollama: OllamaServer, redis: RedisClient) -> None:
+def deploy_proxy(
+    manager: Manager, engine: OllamaServer | LlamaServer, redis: RedisClient
+) -> None:
     """
     Install proxy_app into a venv and run ``python -m proxy_app`` as the ``proxy`` user.
 
     + manager: the host's service manager, from ``services.ensure_manager``
-    + ollama: what the Ollama role serves; ``proxy_*`` values left empty follow it
+    + engine: what the host's engine role serves (Ollama, or llama-server through its
+      OpenAI-compatible API); ``proxy_*`` values left empty follow it
     + redis: the cache to use, from the Redis role (or its ``redis_external_url``)
 
     The API key comes from ``secrets/proxy_api_key``.
 
     .. code:: python
 
-        deploy_proxy(manager, deploy_ollama(manager), deploy_redis(manager))
+        deploy_proxy(manager, deploy_engine(manager), deploy_redis(manager))
     """
     data = host.data
     user, home, venv = data.proxy_user, data.proxy_home, f"{data.proxy_dir}/venv"
@@ -52,7 +56,7 @@ def deploy_proxy(manager: Manager, ollama: OllamaServer, redis: RedisClient) -> 
         ensure_home=True,
     )
     files.directory(name=f"Create {ENV_DIR}", path=ENV_DIR, user="root", group=user, mode="750")
-    restart_on = [*_install_app(venv), *_configure(user, ollama, redis)]
+    restart_on = [*_install_app(venv), *_configure(user, engine, redis)]
     manager.ensure_program(
         "proxy",
         ROLE_DIR,
@@ -92,8 +96,10 @@ def _install_app(venv: str) -> list[OperationMeta]:
     return [upload, install]
 
 
-def _configure(user: str, ollama: OllamaServer, redis: RedisClient) -> list[OperationMeta]:
-    """Upload the Redis CA and render the env file (API key, Ollama, Redis settings)."""
+def _configure(
+    user: str, engine: OllamaServer | LlamaServer, redis: RedisClient
+) -> list[OperationMeta]:
+    """Upload the Redis CA and render the env file (API key, engine, Redis settings)."""
     data = host.data
     ca_file = redis.ca_file
     changes = []
@@ -114,7 +120,7 @@ def _configure(user: str, ollama: OllamaServer, redis: RedisClient) -> list[Oper
         "PROXY_HOST": data.proxy_bind,
         "PROXY_PORT": data.proxy_port,
         "PROXY_API_KEYS": secrets.token("proxy_api_key"),
-        **backend_settings(host_data(), ollama),
+        **backend_settings(host_data(), engine),
         "PROXY_REDIS_URL": redis.url,
         "PROXY_REDIS_CA_FILE": f"{ENV_DIR}/redis-ca.crt" if ca_file else "",
         **data.proxy_extra_env,

