@@ -3,16 +3,16 @@
     ProxyError                    base; carries the HTTP status and Anthropic's `error.type`
     ├── InvalidRequestError       400 invalid_request_error: malformed or unsupported input
     │   ├── PromptTooLongError    400 "prompt is too long: N tokens > M maximum"
-    │   └── ContextOverflowError  400 Ollama refused the prompt as over num_ctx (the generation
-    │                             re-raises it as PromptTooLongError with the counted numbers)
+    │   └── ContextOverflowError  400 the engine refused the prompt as over its window (the
+    │                             generation re-raises it as PromptTooLongError, counted numbers)
     ├── AuthenticationError       401 authentication_error: missing or wrong API key
     ├── NotFoundError             404 not_found_error: unknown path or model
     ├── RequestTooLargeError      413 request_too_large: body over PROXY_MAX_BODY_BYTES
     ├── ClientDisconnectedError   499 (never sent): the client left before its body was read
-    ├── RateLimitError            429 rate_limit_error: Ollama said 429
-    ├── UpstreamError             500 api_error: Ollama failed in an unexpected way
-    ├── UpstreamTimeoutError      504 timeout_error: Ollama did not answer in time
-    └── OverloadedError           529 overloaded_error: Ollama's queue is full or it is unreachable
+    ├── RateLimitError            429 rate_limit_error: the engine said 429
+    ├── UpstreamError             500 api_error: the engine failed in an unexpected way
+    ├── UpstreamTimeoutError      504 timeout_error: the engine did not answer in time
+    └── OverloadedError           529 overloaded_error: the engine is busy or unreachable
 
 Translators raise these; only `envelope` (used by the exception handlers in main.py and by the
 SSE `error` event) turns them into the wire format. No FastAPI import here.
@@ -64,7 +64,7 @@ class PromptTooLongError(InvalidRequestError):
 
 
 class ContextOverflowError(InvalidRequestError):
-    """Raised by the Ollama client when Ollama says the prompt exceeds the context length."""
+    """Raised by an engine client when the engine says the prompt exceeds its window."""
 
 
 class AuthenticationError(ProxyError):
@@ -76,7 +76,7 @@ class AuthenticationError(ProxyError):
 
 
 class NotFoundError(ProxyError):
-    """Raised for an unknown path or a model Ollama does not have."""
+    """Raised for an unknown path or a model the engine does not serve."""
 
     status = 404
     error_type = "not_found_error"
@@ -108,7 +108,7 @@ class ClientDisconnectedError(ProxyError):
 
 
 class RateLimitError(ProxyError):
-    """Raised when Ollama answers 429."""
+    """Raised when the engine answers 429."""
 
     status = 429
     error_type = "rate_limit_error"
@@ -116,27 +116,27 @@ class RateLimitError(ProxyError):
 
 
 class UpstreamError(ProxyError):
-    """Raised when Ollama fails in a way the client cannot fix."""
+    """Raised when the engine fails in a way the client cannot fix."""
 
     status = 500
     error_type = "api_error"
-    default_message = "Ollama failed to answer."
+    default_message = "The engine failed to answer."
 
 
 class UpstreamTimeoutError(ProxyError):
-    """Raised when Ollama does not answer within the configured timeouts."""
+    """Raised when the engine does not answer within the configured timeouts."""
 
     status = 504
     error_type = "timeout_error"
-    default_message = "Ollama did not answer in time."
+    default_message = "The engine did not answer in time."
 
 
 class OverloadedError(ProxyError):
-    """Raised when Ollama's queue is full (its 503) or Ollama cannot be reached."""
+    """Raised when the engine is busy (its 503) or cannot be reached."""
 
     status = 529
     error_type = "overloaded_error"
-    default_message = "Ollama is overloaded; retry later."
+    default_message = "The engine is overloaded; retry later."
 
     def __init__(self, message: str | None = None, *, retry_after: int | None = 5) -> None:
         super().__init__(message, retry_after=retry_after)

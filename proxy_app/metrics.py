@@ -111,7 +111,7 @@ class _Tallies(Collector):
             ["path", "status"], {(p, str(s)): n for (p, s), n in m.requests.items()},
         )  # fmt: skip
         yield _family(
-            "proxy_upstream_errors", "Ollama failures, by Anthropic error type.",
+            "proxy_upstream_errors", "Engine failures, by Anthropic error type.",
             ["type"], {(k,): n for k, n in m.upstream_errors.items()},
         )  # fmt: skip
         yield _family(
@@ -119,7 +119,7 @@ class _Tallies(Collector):
             ["reason"], {(k,): n for k, n in m.refused.items()},
         )  # fmt: skip
         yield _family(
-            "proxy_tokens", "Tokens reported by Ollama, by direction.",
+            "proxy_tokens", "Tokens counted for prompts and reported by the engine, by direction.",
             ["direction"], {(d,): m.tokens[d] for d in ("input", "output")},
         )  # fmt: skip
         yield _family(

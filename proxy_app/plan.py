@@ -4,12 +4,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+import orjson
 
 from proxy_app.api.anthropic import CountTokensRequest
+from proxy_app.api.nesting import MAX_DEPTH
 from proxy_app.api.streaming import AnthropicEventStream
 from proxy_app.engines.profile import ModelProfile
+from proxy_app.errors import InvalidRequestError
 from proxy_app.tokens import Measure
-from proxy_app.translate import Upstream
+from proxy_app.translate import Upstream, deepest_field
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,18 @@ class Plan:
     @property
     def requested_model(self) -> str:
         return self.request.model
+
+    def encode(self, body: dict[str, Any]) -> bytes:
+        """A body for the engine, streamed as the request is; JSON nested too deeply to encode
+        is the client's 400, naming where."""
+        try:
+            return orjson.dumps({**body, "stream": self.stream})
+        except orjson.JSONEncodeError as exc:
+            where, depth = deepest_field(self.request)
+            raise InvalidRequestError(
+                f"{where}: nests {depth} levels deep; at most {MAX_DEPTH} fit in the engine's "
+                "request"
+            ) from exc
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,14 @@
-"""Shared fixtures: a clean environment, the Ollama API double, and proxy_app served for real."""
+"""Shared fixtures: a clean environment, the Ollama API double, a real engine (llama.cpp's
+llama-server with SmolLM2), and proxy_app served for real in front of either.
+
+A test (or module) marked `both_engines` runs twice: against the Ollama double (PROXY_ENGINE=
+ollama) and against the real llama-server (PROXY_ENGINE=openai; the same weights answer to
+`qwen2.5-coder:7b`, so proxy_app renders Qwen2.5's template as it does for Ollama). Such a test
+asserts only what must hold on any engine; one that scripts the double runs on Ollama only."""
 
 from __future__ import annotations
 
+import inspect
 import os
 import socket
 import threading
@@ -12,6 +19,8 @@ from typing import Any
 import pytest
 import uvicorn
 
+from devkit import llamacpp
+from devkit.llama_server import SMOLLM2, LocalLlama, running_llama_server
 from devkit.ports import free_port
 from ollama_double.server import OllamaDouble
 from proxy_app.config import Settings
@@ -19,6 +28,8 @@ from proxy_app.main import create_app
 from proxy_app.server import uvicorn_options
 
 pytest_plugins = ["devkit.redis_tls", "tests.deployed"]
+ENGINES = ("ollama", "openai")
+QWEN_ALIAS = "qwen2.5-coder:7b"  # a name whose family proxy_app renders
 
 API_KEY = "sk-test-key"
 SCRUBBED_PREFIXES = ("PROXY_", "ANTHROPIC_", "SSL_CERT", "REQUESTS_CA", "CURL_CA")
@@ -77,14 +88,47 @@ class LiveProxy:
         return self.app.state.services
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A `both_engines` test runs on each engine, unless it scripts the Ollama double itself
+    (takes `double` as an argument): that one is about Ollama's API and runs on it only."""
+    marked = metafunc.definition.get_closest_marker("both_engines") is not None
+    scripts_the_double = "double" in inspect.signature(metafunc.function).parameters
+    if marked and "engine_kind" in metafunc.fixturenames and not scripts_the_double:
+        metafunc.parametrize("engine_kind", ENGINES, indirect=True)
+
+
 @pytest.fixture
-def make_proxy(double: OllamaDouble) -> Iterator[Callable[..., LiveProxy]]:
-    """Start proxy_app against the double; keyword arguments override settings."""
+def engine_kind(request: pytest.FixtureRequest) -> str:
+    """The engine proxy_app fronts: "ollama" (the double) unless the test is `both_engines`."""
+    return str(getattr(request, "param", "ollama"))
+
+
+@pytest.fixture(scope="session")
+def llama() -> Iterator[LocalLlama]:
+    """llama-server (built once, cached) with SmolLM2, one slot of 32,768 tokens, answering
+    to its own name and to `qwen2.5-coder:7b`."""
+    try:
+        with running_llama_server(aliases=(SMOLLM2, QWEN_ALIAS)) as server:
+            yield server
+    except llamacpp.BuildError as exc:  # a build that cannot run here is a failure, said plainly
+        pytest.fail(f"llama-server could not be built: {exc}")
+
+
+@pytest.fixture
+def make_proxy(
+    double: OllamaDouble, engine_kind: str, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., LiveProxy]]:
+    """Start proxy_app against the double (or, for `both_engines` tests, also the real
+    llama-server); keyword arguments override settings."""
     started: list[LiveProxy] = []
+    engine: dict[str, Any] = {"ollama_url": double.url}
+    if engine_kind == "openai":
+        server = request.getfixturevalue("llama")
+        engine = {"engine": "openai", "engine_url": server.url, "default_model": QWEN_ALIAS}
 
     def make(**overrides: Any) -> LiveProxy:
         values: dict[str, Any] = {
-            "ollama_url": double.url,
+            **engine,
             "api_keys": [API_KEY],
             "port": free_port(),
             "ping_interval": 0.2,

@@ -4,8 +4,8 @@ failure (timeouts, refused connections, error answers) as the ProxyError a clien
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import httpx
@@ -59,6 +59,19 @@ class EngineClient:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+    @asynccontextmanager
+    async def open_stream(self, path: str, body: bytes) -> AsyncIterator[httpx.Response]:
+        """POST a streamed request; inside, the response once the engine answered 200 (its
+        error otherwise); leaving closes the connection, so the engine stops generating."""
+        with self._translate_failures(path):
+            async with self._http.stream(
+                "POST", path, content=body, headers=JSON_HEADERS
+            ) as response:
+                if response.status_code != 200:
+                    await response.aread()
+                    raise self.error(response.status_code, response.content)
+                yield response
 
     async def get_json(self, path: str, *, timeout: float | None = None) -> Any:
         return await self._request("GET", path, None, timeout)

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import orjson
 
-from proxy_app.engines.http import JSON_HEADERS, EngineClient, upstream_error
+from proxy_app.engines.http import EngineClient, upstream_error
 from proxy_app.engines.profile import ModelProfile
 from proxy_app.errors import OverloadedError, UpstreamError, UpstreamTimeoutError
 
@@ -37,14 +37,8 @@ class OllamaClient(EngineClient):
         Entering returns once Ollama has answered 200 (with real Ollama: its first token) and
         raises its error otherwise; leaving closes the connection, so Ollama stops generating.
         """
-        with self._translate_failures(path):
-            async with self._http.stream(
-                "POST", path, content=body, headers=JSON_HEADERS
-            ) as response:
-                if response.status_code != 200:
-                    await response.aread()
-                    raise self.error(response.status_code, response.content)
-                yield _chunks(response, path)
+        async with self.open_stream(path, body) as response:
+            yield _chunks(response, path)
 
     async def chat(self, body: bytes, path: str = CHAT) -> dict[str, Any]:
         """A non-streaming /api/chat or /api/generate (`body` has `"stream": false`): one final

@@ -8,18 +8,14 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-import orjson
-
-from proxy_app.api.nesting import MAX_DEPTH
 from proxy_app.bound import refuse_unfittable
 from proxy_app.config import Settings
 from proxy_app.engines import Chunk, Component
 from proxy_app.engines.ollama import CHAT, COMPLETION, ModelCatalog, OllamaClient, canonical_name
-from proxy_app.errors import InvalidRequestError, PromptTooLongError, ProxyError
+from proxy_app.errors import PromptTooLongError, ProxyError
 from proxy_app.offload import Offload
 from proxy_app.plan import Counted, Plan
 from proxy_app.tokens import TokenCounter
-from proxy_app.translate import deepest_field
 
 # What an /api/chat body and a raw /api/generate body share (Ollama's GenerateRequest fields).
 RAW_KEYS = ("model", "truncate", "shift", "keep_alive", "options")
@@ -44,14 +40,14 @@ class OllamaEngine:
     def _count(self, plan: Plan, limit: int | None) -> Counted:
         if limit is not None:  # a prompt whose size alone proves it too long is not counted
             refuse_unfittable(plan.upstream.payload, limit)
-        chat_body = encode(plan, plan.upstream.payload)  # refuses JSON nested too deeply
+        chat_body = plan.encode(plan.upstream.payload)  # refuses JSON nested too deeply
         measure = self.counter.measure(plan.upstream_model, plan.profile, plan.upstream.payload)
         if limit is not None and measure.tokens > limit:
             raise PromptTooLongError(measure.tokens, limit)
         if measure.prompt is None:
             return Counted(plan, chat_body, CHAT, measure, limit)
         body = completion_body(plan.upstream.payload, measure.prompt)
-        return Counted(plan, encode(plan, body), COMPLETION, measure, limit)
+        return Counted(plan, plan.encode(body), COMPLETION, measure, limit)
 
     def stream(self, counted: Counted) -> AbstractAsyncContextManager[AsyncIterator[Chunk]]:
         return self.client.chat_stream(counted.body, counted.path)
@@ -94,14 +90,3 @@ def completion_body(payload: dict[str, Any], prompt: str) -> dict[str, Any]:
     if images:
         body["images"] = images
     return {**body, "prompt": prompt, "raw": True}
-
-
-def encode(plan: Plan, body: dict[str, Any]) -> bytes:
-    """The engine's body; JSON nested too deeply for it is the client's 400."""
-    try:
-        return orjson.dumps({**body, "stream": plan.stream})
-    except orjson.JSONEncodeError as exc:
-        where, depth = deepest_field(plan.request)
-        raise InvalidRequestError(
-            f"{where}: nests {depth} levels deep; at most {MAX_DEPTH} fit in the engine's request"
-        ) from exc

@@ -27,7 +27,7 @@ from proxy_app.bound import refuse_unfittable
 from proxy_app.config import Settings
 from proxy_app.engines import Chunk, Component
 from proxy_app.engines.chat_messages import chat_messages
-from proxy_app.engines.http import JSON_HEADERS, EngineClient, upstream_error
+from proxy_app.engines.http import EngineClient, upstream_error
 from proxy_app.engines.profile import ModelProfile
 from proxy_app.errors import (
     InvalidRequestError,
@@ -55,14 +55,8 @@ class OpenAIClient(EngineClient):
     @asynccontextmanager
     async def stream(self, body: bytes) -> AsyncIterator[AsyncIterator[Chunk]]:
         """A streamed /v1/completions; inside, its events as /api/chat chunks."""
-        with self._translate_failures(COMPLETIONS):
-            async with self._http.stream(
-                "POST", COMPLETIONS, content=body, headers=JSON_HEADERS
-            ) as response:
-                if response.status_code != 200:
-                    await response.aread()
-                    raise self.error(response.status_code, response.content)
-                yield _chunks(response)
+        async with self.open_stream(COMPLETIONS, body) as response:
+            yield _chunks(response)
 
     async def complete(self, body: bytes) -> Chunk:
         """A whole /v1/completions answer as one final chunk."""
@@ -169,13 +163,13 @@ class OpenAICatalog:
         )
 
     async def window(self, name: str) -> int:
-        """llama.cpp's tokens per slot (/props), vLLM's `max_model_len`, else PROXY_NUM_CTX."""
+        """The engine's window (llama.cpp's tokens per slot from /props, vLLM's
+        `max_model_len`), at most PROXY_NUM_CTX (PROXY_MODEL_NUM_CTX): a smaller setting wins."""
+        setting = self._settings.num_ctx_for(name)
         props = await self._load_props()
         per_slot = (props.get("default_generation_settings") or {}).get("n_ctx")
-        if per_slot:
-            return int(per_slot)
-        listed = self._models.get(name) or {}
-        return int(listed.get("max_model_len") or self._settings.num_ctx_for(name))
+        reported = per_slot or (self._models.get(name) or {}).get("max_model_len") or setting
+        return min(int(reported), setting)
 
     def missing(self, name: str) -> str:
         served = ", ".join(sorted(self._models)) or "no model"
@@ -214,13 +208,14 @@ class OpenAIEngine:
         payload = plan.upstream.payload
         if limit is not None:  # a prompt whose size alone proves it too long is not sent
             await self.offload.run(refuse_unfittable, payload, limit)
+        await self.offload.run(plan.encode, payload)  # refuses JSON nested too deeply
         prompt = await self.prompt(plan)
         tokens = await self.tokens(prompt)
         if limit is not None and tokens > limit:
             raise PromptTooLongError(tokens, limit)
         body = completion_body(plan, prompt, tokens)
         measure = Measure(tokens, tokens, True, b"", prompt)
-        return Counted(plan, orjson.dumps(body), COMPLETIONS, measure, limit)
+        return Counted(plan, plan.encode(body), COMPLETIONS, measure, limit)
 
     async def prompt(self, plan: Plan) -> str:
         """The text the model reads: a known family rendered here, else the engine's template."""
@@ -300,7 +295,7 @@ class OpenAIEngine:
 def completion_body(plan: Plan, prompt: str, tokens: int) -> dict[str, Any]:
     """/v1/completions for the rendered prompt: the answer capped to what the window leaves."""
     options = plan.upstream.payload.get("options") or {}
-    body: dict[str, Any] = {"model": plan.upstream_model, "prompt": prompt, "stream": plan.stream}
+    body: dict[str, Any] = {"model": plan.upstream_model, "prompt": prompt}
     if "num_predict" in options:
         body["max_tokens"] = max(min(int(options["num_predict"]), plan.window - tokens), 1)
     body.update({key: options[key] for key in SAMPLING if key in options})

@@ -15,30 +15,20 @@ import pytest
 
 from devkit import llamacpp
 from devkit.llama_server import SMOLLM2, LocalLlama, running_llama_server
-from tests.conftest import LiveProxy
+from tests.conftest import QWEN_ALIAS, LiveProxy
 
-QWEN_ALIAS = "qwen2.5-coder:7b"  # a name whose family proxy_app renders
 MODELS = (SMOLLM2, QWEN_ALIAS)
-
-
-def _server(**kwargs: Any) -> Iterator[LocalLlama]:
-    try:
-        with running_llama_server(aliases=MODELS, **kwargs) as server:
-            yield server
-    except llamacpp.BuildError as exc:  # a build that cannot run here is a failure, said plainly
-        pytest.fail(f"llama-server could not be built: {exc}")
-
-
-@pytest.fixture(scope="session")
-def llama() -> Iterator[LocalLlama]:
-    """One slot of 32,768 tokens: a whole Claude Code request fits."""
-    yield from _server(context=32768)
 
 
 @pytest.fixture(scope="session")
 def small_llama() -> Iterator[LocalLlama]:
-    """A 512-token window: the guard and the answer cap, cheaply."""
-    yield from _server(context=512)
+    """A 512-token window: the guard and the answer cap, cheaply (the 32k one, `llama`, is
+    tests/conftest.py's)."""
+    try:
+        with running_llama_server(aliases=MODELS, context=512) as server:
+            yield server
+    except llamacpp.BuildError as exc:  # a build that cannot run here is a failure, said plainly
+        pytest.fail(f"llama-server could not be built: {exc}")
 
 
 @pytest.fixture

@@ -95,15 +95,9 @@ def test_a_client_that_leaves_stops_the_engine(engine_proxy: Any, llama: LocalLl
     assert stopped_at - before < 4000
 
 
-@pytest.mark.parametrize(
-    "name",
-    ["first_request", "tool_result_request", "compaction_request", "after_compaction_request"],
-)
-def test_captured_claude_code_requests_count_as_the_engine_counts(
-    engine_proxy: Any, llama: LocalLlama, name: str
-) -> None:
-    """Claude Code's own requests (~12k tokens each), on the route proxy_app renders."""
-    proxy = engine_proxy(llama, QWEN_ALIAS)
+def counted_and_seen(proxy: LiveProxy, llama: LocalLlama, name: str) -> tuple[int, int, int]:
+    """A captured Claude Code request: proxy_app's count_tokens, the `usage.input_tokens` of
+    its answer (one token), and the engine's own count of the prompt it received."""
     body = json.loads((CAPTURED / f"{name}.json").read_text())
     headers = {"x-api-key": API_KEY}
     counted = httpx.post(
@@ -115,7 +109,18 @@ def test_captured_claude_code_requests_count_as_the_engine_counts(
         lambda: httpx.post(f"{proxy.url}/v1/messages", json=body, headers=headers, timeout=600),
     )
     assert answer.status_code == 200, answer.text
-    assert answer.json()["usage"]["input_tokens"] == counted == seen
+    return counted, answer.json()["usage"]["input_tokens"], seen
+
+
+@pytest.mark.parametrize(
+    "name", ["first_request", "tool_result_request", "after_compaction_request"]
+)
+def test_captured_claude_code_requests_count_as_the_engine_counts(
+    engine_proxy: Any, llama: LocalLlama, name: str
+) -> None:
+    """Claude Code's own requests (~12k tokens each), on the route proxy_app renders."""
+    counted, used, seen = counted_and_seen(engine_proxy(llama, QWEN_ALIAS), llama, name)
+    assert counted == used == seen
 
 
 def test_the_engine_renders_a_model_proxy_app_does_not_know(
@@ -124,20 +129,16 @@ def test_the_engine_renders_a_model_proxy_app_does_not_know(
     """SmolLM2's template (no tools section) via the engine; Claude Code's tools still reach
     the model, in the system turn (the documented fallback)."""
     proxy = engine_proxy(llama, SMOLLM2)
+    counted, used, seen = counted_and_seen(proxy, llama, "first_request")
+    assert counted == used == seen
     body = json.loads((CAPTURED / "first_request.json").read_text())
-    headers = {"x-api-key": API_KEY}
-    counted = httpx.post(
-        f"{proxy.url}/v1/messages/count_tokens", json=body, headers=headers, timeout=60
+    without = httpx.post(
+        f"{proxy.url}/v1/messages/count_tokens",
+        json={key: value for key, value in body.items() if key != "tools"},
+        headers={"x-api-key": API_KEY},
+        timeout=60,
     ).json()["input_tokens"]
-    body = {**body, "stream": False, "max_tokens": 1}
-    answer, seen = engine_count(
-        llama,
-        lambda: httpx.post(f"{proxy.url}/v1/messages", json=body, headers=headers, timeout=600),
-    )
-    assert answer.status_code == 200, answer.text
-    assert answer.json()["usage"]["input_tokens"] == counted == seen
-    applied = httpx.post(f"{llama.url}/apply-template", json={"messages": HI}).json()["prompt"]
-    assert counted > 5000 > len(applied)  # the tools were not dropped
+    assert counted - without > 4000  # Claude Code's 12 tools reached the model's prompt
 
 
 def _prompt_of(proxy: LiveProxy, tokens: int) -> list[dict[str, str]]:
@@ -247,3 +248,27 @@ def test_a_model_the_engine_does_not_serve_is_a_404_naming_the_fix(
     assert answer.status_code == 404
     message = answer.json()["error"]["message"]
     assert SMOLLM2 in message and "PROXY_DEFAULT_MODEL" in message
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_the_next_turn_reuses_the_engines_kv_cache(
+    engine_proxy: Any, llama: LocalLlama, model: str
+) -> None:
+    """Turn 2's prompt begins with turn 1's: the engine takes all of it from its KV cache and
+    evaluates only what is new (the answer as re-rendered, the next user turn)."""
+    client = sdk(engine_proxy(llama, model))
+    turn = {"model": "claude-sonnet-4-5", "max_tokens": 24, "system": "Be brief."}
+    asked = [{"role": "user", "content": "Name three colours."}]
+    first = client.messages.create(**turn, messages=asked)
+    said = "".join(block.text for block in first.content if block.type == "text")
+    follow_up = [
+        *asked,
+        {"role": "assistant", "content": said},
+        {"role": "user", "content": "And three animals."},
+    ]
+    evaluated, cached = llama.prompt_seen()
+    second = client.messages.create(**turn, messages=follow_up)
+    evaluated_after, cached_after = llama.prompt_seen()
+    assert cached_after - cached >= first.usage.input_tokens
+    new = second.usage.input_tokens - first.usage.input_tokens
+    assert evaluated_after - evaluated <= new

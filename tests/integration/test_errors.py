@@ -11,6 +11,8 @@ import pytest
 from ollama_double.server import ERR_QUEUE_FULL, OllamaDouble, Reply
 from tests.conftest import API_KEY, LiveProxy
 
+pytestmark = pytest.mark.both_engines  # tests/conftest.py: the double and llama-server
+
 GOOD = {
     "model": "claude-sonnet-5",
     "max_tokens": 16,

@@ -20,7 +20,10 @@ from hypothesis import strategies as st
 from tests.conftest import API_KEY, LiveProxy
 
 # A failing example's repr can pass Hypothesis' 30 kB warning, which would hide the failure.
-pytestmark = pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisWarning")
+pytestmark = [
+    pytest.mark.both_engines,  # tests/conftest.py: the double and llama-server
+    pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisWarning"),
+]
 
 FUZZ = settings(
     max_examples=150,

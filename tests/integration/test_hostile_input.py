@@ -15,6 +15,8 @@ from proxy_app.api.nesting import MAX_DEPTH
 from tests.conftest import API_KEY, LiveProxy
 from tests.integration.test_errors import assert_envelope
 
+pytestmark = pytest.mark.both_engines  # tests/conftest.py: the double and llama-server
+
 GOOD: dict[str, Any] = {
     "model": "claude-sonnet-5",
     "max_tokens": 16,
@@ -138,7 +140,9 @@ def test_nesting_up_to_the_limit_is_served(proxy: LiveProxy, path: str) -> None:
         "tools": [{"name": "Bash", "input_schema": deep(MAX_DEPTH)}],
         "messages": [GOOD["messages"][0], {"role": "assistant", "content": [call]}],
     }
-    response = httpx.post(f"{proxy.url}{path}", json=body, headers={"x-api-key": API_KEY})
+    response = httpx.post(
+        f"{proxy.url}{path}", json=body, headers={"x-api-key": API_KEY}, timeout=120
+    )  # a real engine prefills the deep schemas (~1.5k tokens) on a CPU
     assert response.status_code == 200, response.text
 
 

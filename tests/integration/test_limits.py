@@ -21,6 +21,8 @@ import pytest
 from ollama_double.server import OllamaDouble, Reply
 from tests.conftest import API_KEY, LiveProxy
 
+pytestmark = pytest.mark.both_engines  # tests/conftest.py: the double and llama-server
+
 HEAD = (
     "POST /v1/messages HTTP/1.1\r\nhost: proxy\r\ncontent-type: application/json\r\n"
     f"x-api-key: {API_KEY}\r\n"
