@@ -1,8 +1,8 @@
 """The deploy of a host whose engine is llamacpp, on pyinfra's @fake connector (no target).
 
-Proves the engine switch (llama.cpp and Redis, no Ollama, no proxy_app until it speaks
-llama-server's API), the program under both managers, and the sentences for missing
-checksums and an unknown engine.
+Proves the engine switch (llama.cpp, Redis and proxy_app in front of llama-server; no
+Ollama), the program under both managers, and the sentences for missing checksums and an
+unknown engine.
 """
 
 from __future__ import annotations
@@ -35,14 +35,15 @@ def _names(run: subprocess.CompletedProcess[str]) -> list[str]:
     return [op["name"] for op in json.loads(run.stdout)["results"]["operations"]]
 
 
-def test_llamacpp_hosts_get_llama_server_and_redis_only(
+def test_llamacpp_hosts_get_llama_server_redis_and_the_proxy(
     llamacpp_run: subprocess.CompletedProcess[str],
 ) -> None:
     assert llamacpp_run.returncode == 0, llamacpp_run.stderr[-3000:]
     names = _names(llamacpp_run)
     assert "Deploy llama.cpp | Wait for llama-server's /health" in names
     assert [n for n in names if n.startswith("Deploy Redis")]
-    assert not [n for n in names if n.startswith(("Deploy Ollama", "Deploy proxy"))]
+    assert "Deploy proxy | Wait for proxy_app's /health" in names
+    assert not [n for n in names if n.startswith("Deploy Ollama")]
 
 
 @pytest.mark.parametrize("host", ["containerhost", "systemdhost"])

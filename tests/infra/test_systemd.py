@@ -22,8 +22,8 @@ UNITS = {
     "redis-server": None,
     "proxy": "proxy_user",
 }
-# Units only one engine's hosts run (proxy_app: until it speaks llama-server's API, issue 22).
-ENGINE_OF = {"ollama": "ollama", "proxy": "ollama", "llama-server": "llamacpp"}
+# Units only one engine's hosts run (the others, proxy_app included, run on every host).
+ENGINE_OF = {"ollama": "ollama", "llama-server": "llamacpp"}
 # `systemd-analyze security` overall exposure (0 = locked down, 10 = exposed), measured on the
 # sandbox's systemd host (Debian 12, systemd 252); a regression above these fails.
 EXPOSURE = {"ollama": 3.4, "llama-server": 3.4, "redis-server": 1.1, "proxy": 3.0}
