@@ -3,7 +3,7 @@
     pyinfra -y inventories/vast.py deploy.py      # vast.ai instances
     pyinfra -y inventories/local.py deploy.py     # the local sandbox host
 
-Run from the repository root so group_data/ and config.py are found. Variables: README.md.
+Run from the repository root so group_data/ and config.py are found. Variables: docs/deploying.md.
 Values one role takes from another are wired here: the engine role returns its URL, models,
 context length (and Ollama its keep-alive), the Redis role its client URL and CA; the proxy
 role takes both. Host data ``engine`` picks the engine: "ollama" (default) or "llamacpp".

@@ -79,7 +79,7 @@ def claude_env(
     it, which :func:`render` prints as ``"$(cat FILE)"`` so the key never reaches the screen.
     No model variables: Claude Code's own ids (claude-opus-5-5, claude-haiku-5-5 for background
     work) are recognised, assume the same 1M window as an unknown id and make the same requests;
-    proxy_app serves every ``claude-*`` id with ``proxy_default_model`` (README, "Which model ids").
+    proxy_app serves every ``claude-*`` id with ``proxy_default_model`` (docs/proxy_app.md).
     """
     window = context_window(data)
     return {

@@ -172,7 +172,7 @@ def status(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m fleet.gateway",
-        description="One local endpoint for the fleet: SSH tunnels + HAProxy (see the README).",
+        description="One local endpoint for the fleet: SSH tunnels + HAProxy (docs/gateway.md).",
     )
     port = int(os.environ.get("GATEWAY_PORT") or DEFAULT_PORT)
     stats_port = int(os.environ.get("GATEWAY_STATS_PORT") or DEFAULT_STATS_PORT)

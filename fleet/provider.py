@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 @dataclass(frozen=True)
 class Wanted:
-    """What a rental asks for; the defaults are the README's (`make up`)."""
+    """What a rental asks for; the defaults are docs/vast.md's (`make up`)."""
 
     gpu: str = "RTX_4090"
     max_price: float = 0.40  # $/h, disk included

@@ -1,8 +1,8 @@
 """Data for every host: overrides of the roles' defaults only. No secrets here (see secrets/).
 
-Each role's defaults.py is the one place its keys and defaults live (README.md lists them);
+Each role's defaults.py is the one place its keys and defaults live (docs/deploying.md lists them);
 a value set here wins over that default on every host, e.g. a bigger profile
-(README, "Model selection"):
+(docs/proxy_app.md, "Model selection"):
 
     ollama_models = ["qwen2.5-coder:14b", "qwen2.5-coder:1.5b"]
 

@@ -4,7 +4,7 @@ Run from the repository root (pyinfra puts the cwd on sys.path and reads group_d
     pyinfra -y inventories/vast.py deploy.py
 Environment: VAST_API_KEY (else vast.ai's key files), VAST_LABEL (default `llm-selfhost`, as
 `python -m fleet up` labels its rentals; `*` for every running instance), VAST_HOSTS, VAST_URL,
-VAST_SSH_KEY, VAST_KNOWN_HOSTS, VAST_DATA_FILE; see README "Rented hosts (vast.ai)".
+VAST_SSH_KEY, VAST_KNOWN_HOSTS, VAST_DATA_FILE; see docs/vast.md.
 """
 
 import os

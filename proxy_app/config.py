@@ -19,7 +19,7 @@ def _split_csv(value: str) -> list[str]:
 
 
 class Settings(BaseSettings):
-    """Every knob of proxy_app; the README's configuration table lists each one."""
+    """Every knob of proxy_app; docs/proxy_app.md's settings table lists each one."""
 
     model_config = SettingsConfigDict(env_prefix="PROXY_", extra="ignore")
 

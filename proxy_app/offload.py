@@ -6,7 +6,7 @@ on the event loop one large request froze every other request and /health for se
 Threads, not processes: the token counter's memo and calibration are shared state, and a
 hand-off costs tens of microseconds, not a copy of the request. tiktoken encodes without
 the GIL; what still holds it (building a large body's Python objects in orjson and
-pydantic) is bounded by PROXY_MAX_BODY_BYTES (README, "Limits of the event loop").
+pydantic) is bounded by PROXY_MAX_BODY_BYTES (docs/proxy_app.md).
 """
 
 from __future__ import annotations

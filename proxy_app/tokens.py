@@ -9,7 +9,7 @@ distinct tool list and cached: Claude Code sends the same tools every turn.
 Estimated: any other model gets the characters the model will read at CHARS_PER_TOKEN, plus a
 per-message overhead, scaled by a calibration that follows Ollama's reported
 `prompt_eval_count` both ways (see Calibration). Either way a prompt Ollama has already counted
-is never answered with less than Ollama's count (README, "How prompts are counted").
+is never answered with less than Ollama's count (docs/proxy_app.md).
 """
 
 from __future__ import annotations

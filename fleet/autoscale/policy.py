@@ -27,7 +27,7 @@ Action = Literal["hold", "add", "join", "leave", "drain", "retire", "replace", "
 
 @dataclass(frozen=True)
 class Settings:
-    """What the user sets (`make autoscale` variables); README lists each with its default."""
+    """What the user sets (`make autoscale` variables); docs/autoscaling.md lists each."""
 
     min_hosts: int = 0
     max_hosts: int = 2

@@ -4,7 +4,7 @@ DEFAULTS = {
     # Pinned llama.cpp release: its tag, the archive URL ({version} is filled in) and the
     # archive's SHA-256. b11312 is commit 0c1e570, the tree llama-cpp-python 0.3.36 vendors
     # (what the sandbox builds). Its Linux x64 archives: ubuntu-x64 (CPU), ubuntu-vulkan-x64,
-    # ubuntu-cuda-12.8-x64 and ubuntu-cuda-13.4-x64 (+ cudart-… runtime archives); README.md.
+    # ubuntu-cuda-12.8-x64 and ubuntu-cuda-13.4-x64 (+ cudart-… runtime archives); docs/engines.md.
     "llamacpp_version": "b11312",
     "llamacpp_download_url": (
         "https://github.com/ggml-org/llama.cpp/releases/download/{version}/"

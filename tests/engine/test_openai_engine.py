@@ -4,6 +4,7 @@ assert structure and the engine's own counters, never its wording."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ import httpx
 import pytest
 
 from devkit.llama_server import SMOLLM2, LocalLlama
+from devkit.ports import free_port
 from devkit.redis_tls import RedisTLSServer
 from tests.conftest import API_KEY, LiveProxy
 from tests.engine.conftest import MODELS, QWEN_ALIAS
@@ -113,12 +115,20 @@ def counted_and_seen(proxy: LiveProxy, llama: LocalLlama, name: str) -> tuple[in
 
 
 @pytest.mark.parametrize(
-    "name", ["first_request", "tool_result_request", "after_compaction_request"]
+    "name",
+    [
+        "first_request",
+        "first_request_qwen",
+        "tool_result_request",
+        "after_compaction_request",
+        "compaction_request",
+    ],
 )
 def test_captured_claude_code_requests_count_as_the_engine_counts(
     engine_proxy: Any, llama: LocalLlama, name: str
 ) -> None:
-    """Claude Code's own requests (~12k tokens each), on the route proxy_app renders."""
+    """Claude Code's own requests (~12k tokens each; every capture that fits the window: the
+    count_tokens capture, ~40k tokens of a Read, does not), on the route proxy_app renders."""
     counted, used, seen = counted_and_seen(engine_proxy(llama, QWEN_ALIAS), llama, name)
     assert counted == used == seen
 
@@ -201,6 +211,49 @@ def test_an_answer_is_capped_to_what_the_window_leaves(
     assert answer.status_code == 200, answer.text
     usage = answer.json()["usage"]
     assert usage["input_tokens"] + usage["output_tokens"] <= 512
+
+
+def test_identical_requests_in_flight_share_one_generation(
+    engine_proxy: Any, llama: LocalLlama, redis_tls_server_fn: RedisTLSServer
+) -> None:
+    server = redis_tls_server_fn
+    proxy = engine_proxy(llama, redis_url=server.url, redis_ca_file=str(server.certs.ca_file))
+    body = {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 48,
+        "temperature": 0,
+        "messages": [{"role": "user", "content": f"Describe the sea. ({time.time()})"}],
+    }
+    headers = {"x-api-key": API_KEY}
+
+    def four_at_once() -> list[httpx.Response]:
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            calls = [
+                pool.submit(httpx.post, f"{proxy.url}/v1/messages", json=body, headers=headers)
+                for _ in range(4)
+            ]
+            return [call.result() for call in calls]
+
+    predicted = llama.counters()["tokens_predicted_total"]
+    answers, seen = engine_count(llama, four_at_once)
+    assert [a.status_code for a in answers] == [200] * 4
+    assert len({json.dumps(a.json()["content"]) for a in answers}) == 1
+    one = answers[0].json()["usage"]
+    assert seen == one["input_tokens"]  # one prompt reached the engine
+    assert llama.counters()["tokens_predicted_total"] - predicted == one["output_tokens"]
+
+
+def test_an_unreachable_engine_is_a_529_naming_the_setting(make_proxy: Any) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    proxy = make_proxy(engine="openai", engine_url=dead, default_model=SMOLLM2)
+    answer = httpx.post(
+        f"{proxy.url}/v1/messages",
+        json={"model": "claude-sonnet-4-5", "max_tokens": 8, "messages": HI},
+        headers={"x-api-key": API_KEY},
+    )
+    assert answer.status_code == 529
+    error = answer.json()["error"]
+    assert error["type"] == "overloaded_error" and "PROXY_ENGINE_URL" in error["message"]
 
 
 def test_an_identical_request_is_answered_from_the_cache(
