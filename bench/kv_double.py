@@ -94,13 +94,9 @@ class KVCacheDouble(OllamaDouble):
             self.decode_seconds += decode
             self.chats += 1
         pieces = len(ANSWER.split())
-        return Reply(
-            ANSWER,
-            first_chunk_delay=prefill * self.time_scale,
-            chunk_delay=decode * self.time_scale / pieces,
-            prompt_eval_count=len(prompt) // CHARS_PER_TOKEN,
-            eval_count=ANSWER_TOKENS,
-        )
+        return Reply(ANSWER, first_chunk_delay=prefill * self.time_scale,
+                     chunk_delay=decode * self.time_scale / pieces,
+                     prompt_eval_count=len(prompt) // CHARS_PER_TOKEN, eval_count=ANSWER_TOKENS)
 
     def _use_cache(self, prompt: str) -> int:
         """The prefix length reused from the cache, which now holds ``prompt`` (lock held)."""

@@ -161,11 +161,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"requests per case at c=1 after {results['warmup']} warm-up, alternating between the "
         "two servers; the captured Claude Code request (49 KB) against the Ollama API double. "
         f"`POST /v1/messages/` answered {results['trailing_slash_status']}"
-        + (
-            " (each runs the code it claims to: 307 before issue 12, 404 after)."
-            if 307 in results["trailing_slash_status"].values()
-            else "."
-        )
+        + (" (each runs the code it claims to: 307 before issue 12, 404 after)." if 307 in
+           results["trailing_slash_status"].values() else ".")
         + (" Both servers use one TLS-only redis-server (cache on)." if results["cache"] else ""),
         "",
         "| mode | target | p50 ms | p90 ms | p99 ms | TTFB p50 ms | CPU ms/req |",

@@ -57,27 +57,16 @@ def _version(dist: str) -> str | None:
 def versions() -> dict[str, Any]:
     out: dict[str, Any] = {"python": platform.python_version()}
     out["proxy_app"] = _version("llm-selfhost-proxy")
-    for dist in (
-        "fastapi",
-        "uvicorn",
-        "starlette",
-        "pydantic",
-        "httpx",
-        "uvloop",
-        "httptools",
-        "redis",
-        "orjson",
-    ):
+    for dist in ("fastapi", "uvicorn", "starlette", "pydantic", "httpx", "uvloop", "httptools",
+                 "redis", "orjson"):
         out[dist] = _version(dist)
     server = shutil.which("redis-server")
     if server:
         try:
-            text = subprocess.run(
-                [server, "--version"], capture_output=True, text=True, timeout=10
-            ).stdout
+            text = subprocess.run([server, "--version"], capture_output=True, text=True,
+                                  timeout=10).stdout
             out["redis-server"] = next(
-                (w.split("=", 1)[1] for w in text.split() if w.startswith("v=")), text.strip()
-            )
+                (w.split("=", 1)[1] for w in text.split() if w.startswith("v=")), text.strip())
         except (subprocess.SubprocessError, OSError):
             pass
     return out
@@ -92,39 +81,20 @@ def _fmt(value: float | None, digits: int = 2) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-COLUMNS = (
-    "target",
-    "mode",
-    "c",
-    "ok/err",
-    "p50 ms",
-    "p90 ms",
-    "p99 ms",
-    "TTFB p50",
-    "TTFT p50",
-    "req/s",
-    "CPU ms/req",
-    "double CPU ms/req",
-    "peak RSS MB",
-)
+COLUMNS = ("target", "mode", "c", "ok/err", "p50 ms", "p90 ms", "p99 ms", "TTFB p50",
+           "TTFT p50", "req/s", "CPU ms/req", "double CPU ms/req", "peak RSS MB")
 
 
 def cells(row: dict[str, Any]) -> list[str]:
     stream = row["mode"] == "stream"
     return [
-        row["target"],
-        row["mode"],
-        str(row["concurrency"]),
-        f"{row['ok']}/{row['errors']}",
-        _fmt(_get(row, "latency_ms")),
-        _fmt(_get(row, "latency_ms", "p90")),
+        row["target"], row["mode"], str(row["concurrency"]), f"{row['ok']}/{row['errors']}",
+        _fmt(_get(row, "latency_ms")), _fmt(_get(row, "latency_ms", "p90")),
         _fmt(_get(row, "latency_ms", "p99")),
         _fmt(_get(row, "ttfb_ms")) if stream else "–",
         _fmt(_get(row, "ttft_ms")) if stream else "–",
-        _fmt(row.get("rps"), 1),
-        _fmt(row.get("server_cpu_ms_per_req")),
-        _fmt(row.get("double_cpu_ms_per_req")),
-        _fmt(row.get("peak_rss_mb"), 1),
+        _fmt(row.get("rps"), 1), _fmt(row.get("server_cpu_ms_per_req")),
+        _fmt(row.get("double_cpu_ms_per_req")), _fmt(row.get("peak_rss_mb"), 1),
     ]
 
 
@@ -132,17 +102,13 @@ WIDTHS = (14, 10, 3, 8, 8, 8, 8, 9, 9, 8, 10, 10, 8)
 
 
 def header_line() -> str:
-    return " ".join(
-        h[:w].rjust(w) if i > 1 else h.ljust(w)
-        for i, (h, w) in enumerate(zip(COLUMNS, WIDTHS, strict=True))
-    )
+    return " ".join(h[:w].rjust(w) if i > 1 else h.ljust(w)
+                    for i, (h, w) in enumerate(zip(COLUMNS, WIDTHS, strict=True)))
 
 
 def row_line(row: dict[str, Any]) -> str:
-    line = " ".join(
-        c.rjust(w) if i > 1 else c.ljust(w)
-        for i, (c, w) in enumerate(zip(cells(row), WIDTHS, strict=True))
-    )
+    line = " ".join(c.rjust(w) if i > 1 else c.ljust(w)
+                    for i, (c, w) in enumerate(zip(cells(row), WIDTHS, strict=True)))
     if row.get("first_error"):
         line += f"   first error: {row['first_error'][:200]}"
     return line
@@ -197,51 +163,24 @@ def ratios(rows: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, A
 
     def check(name: str, value: float | None, limit: float, higher: bool = False) -> dict[str, Any]:
         met = None if value is None else (value >= limit if higher else value <= limit)
-        return {
-            "name": name,
-            "value": value,
-            "target": f"{'≥' if higher else '≤'} {limit:g}",
-            "met": met,
-        }
+        return {"name": name, "value": value, "target": f"{'≥' if higher else '≤'} {limit:g}",
+                "met": met}
 
     checks = [
-        check(
-            "proxy_app overhead, non-stream p50 (ms)",
-            out["proxy_overhead_nonstream_p50_ms"],
-            OVERHEAD_TARGET_MS,
-        ),
-        check(
-            "proxy_app overhead, TTFB p50 (ms)",
-            out["proxy_overhead_ttfb_p50_ms"],
-            OVERHEAD_TARGET_MS,
-        ),
-        check(
-            "proxy_app overhead, first token p50 (ms)",
-            out["proxy_overhead_ttft_p50_ms"],
-            OVERHEAD_TARGET_MS,
-        ),
-        check(
-            "proxy_app cache hit, non-stream p50 (ms)",
-            out["cache_hit_nonstream_p50_ms"],
-            CACHE_HIT_TARGET_MS,
-        ),
-        check(
-            "proxy_app cache hit, stream p50 (ms)",
-            out["cache_hit_stream_p50_ms"],
-            CACHE_HIT_TARGET_MS,
-        ),
-        check(
-            "proxy_app / LiteLLM req/s at c=16, non-stream (×)",
-            out.get("proxy_vs_litellm_rps_c16_nonstream"),
-            THROUGHPUT_TARGET_X,
-            higher=True,
-        ),
-        check(
-            "proxy_app / LiteLLM req/s at c=16, stream (×)",
-            out.get("proxy_vs_litellm_rps_c16_stream"),
-            THROUGHPUT_TARGET_X,
-            higher=True,
-        ),
+        check("proxy_app overhead, non-stream p50 (ms)", out["proxy_overhead_nonstream_p50_ms"],
+              OVERHEAD_TARGET_MS),
+        check("proxy_app overhead, TTFB p50 (ms)", out["proxy_overhead_ttfb_p50_ms"],
+              OVERHEAD_TARGET_MS),
+        check("proxy_app overhead, first token p50 (ms)", out["proxy_overhead_ttft_p50_ms"],
+              OVERHEAD_TARGET_MS),
+        check("proxy_app cache hit, non-stream p50 (ms)", out["cache_hit_nonstream_p50_ms"],
+              CACHE_HIT_TARGET_MS),
+        check("proxy_app cache hit, stream p50 (ms)", out["cache_hit_stream_p50_ms"],
+              CACHE_HIT_TARGET_MS),
+        check("proxy_app / LiteLLM req/s at c=16, non-stream (×)",
+              out.get("proxy_vs_litellm_rps_c16_nonstream"), THROUGHPUT_TARGET_X, higher=True),
+        check("proxy_app / LiteLLM req/s at c=16, stream (×)",
+              out.get("proxy_vs_litellm_rps_c16_stream"), THROUGHPUT_TARGET_X, higher=True),
     ]
     return out, checks
 
@@ -252,19 +191,16 @@ def _stats_lines(stats: pstats.Stats, sort: str, limit: int, *restrict: Any) -> 
     stats.sort_stats(sort).print_stats(*restrict, limit)
     body = stream.getvalue().splitlines()
     start = next((i for i, line in enumerate(body) if "ncalls" in line), 0)
-    return [
-        _SHORT.sub("", line.replace(str(ROOT) + "/", "")) for line in body[start:] if line.strip()
-    ]
+    return [_SHORT.sub("", line.replace(str(ROOT) + "/", ""))
+            for line in body[start:] if line.strip()]
 
 
 def profile_text(path: Path, calls: int, limit: int = 25) -> str:
     """proxy_app's hot spots from a cProfile dump: own time, then cumulative (proxy_app only)."""
     stats = pstats.Stats(str(path))
-    lines = [
-        f"cProfile of proxy_app over ~{calls} requests (non-stream + stream, c=1). cProfile "
-        "adds a cost per Python call, so call-heavy code (per-character loops) is overstated;"
-        " compare with the CPU ms/req column. By own time (tottime):"
-    ]
+    lines = [f"cProfile of proxy_app over ~{calls} requests (non-stream + stream, c=1). cProfile "
+             "adds a cost per Python call, so call-heavy code (per-character loops) is overstated;"
+             " compare with the CPU ms/req column. By own time (tottime):"]
     lines += _stats_lines(stats, "tottime", limit)
     lines += ["", "proxy_app functions by cumulative time:"]
     lines += _stats_lines(stats, "cumulative", limit, r"proxy_app/")
@@ -291,24 +227,15 @@ def _micro(results: dict[str, Any]) -> list[str]:
     out: list[str] = []
     micro = results.get("cache_get_micro")
     if micro:
-        out += [
-            "",
-            "`bench/cache_hit.py` (ResponseCache.get() alone, in-process, ~50 KB entry "
-            "over TLS): " + " ".join(micro),
-        ]
+        out += ["", "`bench/cache_hit.py` (ResponseCache.get() alone, in-process, ~50 KB entry "
+                "over TLS): " + " ".join(micro)]
     counting = results.get("count_tokens_micro")
     if counting:
-        out += [
-            "",
-            "`bench/count_tokens.py` (count + guard of the captured 49 KB request, in-process):",
-            "",
-        ] + [f"- {line}" for line in counting]
+        out += ["", "`bench/count_tokens.py` (count + guard of the captured 49 KB request, "
+                "in-process):", ""] + [f"- {line}" for line in counting]
     if results.get("idle_rss_mb"):
-        out += [
-            "",
-            "Idle RSS after start (MB): "
-            + ", ".join(f"{k} {val}" for k, val in results["idle_rss_mb"].items()),
-        ]
+        out += ["", "Idle RSS after start (MB): " + ", ".join(
+            f"{k} {val}" for k, val in results["idle_rss_mb"].items())]
     return out
 
 
@@ -362,28 +289,18 @@ def markdown(results: dict[str, Any]) -> str:
     out += [f"- **{t}**: {note}" for t, note in results["targets"].items()]
     out += ["", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     out += ["| " + " | ".join(cells(row)) + " |" for row in results["rows"]]
-    out += [
-        "",
-        "TTFB: first response-body byte; proxy_app sends `message_start` + `ping` once "
-        "Ollama starts answering (at most PROXY_STREAM_WAIT later), so TTFT (first "
-        "`text_delta`; first NDJSON chunk for direct) is the comparable streaming figure. "
-        "CPU ms/req: CPU time of the server's process tree (and of the double) per "
-        "measured request; peak RSS: VmHWM of the server's process "
-        "tree during the case (reset before each case).",
-    ]
+    out += ["", "TTFB: first response-body byte; proxy_app sends `message_start` + `ping` once "
+            "Ollama starts answering (at most PROXY_STREAM_WAIT later), so TTFT (first "
+            "`text_delta`; first NDJSON chunk for direct) is the comparable streaming figure. "
+            "CPU ms/req: CPU time of the server's process tree (and of the double) per "
+            "measured request; peak RSS: VmHWM of the server's process "
+            "tree during the case (reset before each case)."]
     out += _failures(results.get("failures"))
     out += ["", "## Ratios (same run)", ""]
-    out += [
-        f"- {k}: {_fmt(val, 3) if isinstance(val, float) else val}"
-        for k, val in results.get("ratios", {}).items()
-    ]
-    out += [
-        "",
-        "## Targets (reported, not asserted)",
-        "",
-        "| check | value | target | met |",
-        "|---|---|---|---|",
-    ]
+    out += [f"- {k}: {_fmt(val, 3) if isinstance(val, float) else val}"
+            for k, val in results.get("ratios", {}).items()]
+    out += ["", "## Targets (reported, not asserted)", "", "| check | value | target | met |",
+            "|---|---|---|---|"]
     for c in results.get("target_checks", []):
         met = {True: "yes", False: "**no**", None: "n/a"}[c["met"]]
         out.append(f"| {c['name']} | {_fmt(c['value'])} | {c['target']} | {met} |")

@@ -36,10 +36,8 @@ def _server_args(cfg: GatewayConfig, backend: str, port: int) -> str:
     if backend == "by_session":
         # As the template's default-server: a full host's queue is bounded, past it a session
         # moves to the least busy host.
-        check = (
-            f"{check} maxqueue {cfg.server_maxqueue}"
-            " observe layer4 error-limit 1 on-error fail-check"
-        )
+        check = (f"{check} maxqueue {cfg.server_maxqueue}"
+                 " observe layer4 error-limit 1 on-error fail-check")
     return f"127.0.0.1:{port} {check}"
 
 

@@ -139,7 +139,9 @@ def test_external_redis_skips_the_redis_role(workdir: Path) -> None:
     assert "Deploy proxy | Upload the Redis CA certificate" in names
 
 
-NVIDIA_SMI = "nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits 2>/dev/null || true"
+NVIDIA_SMI = (
+    "nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits 2>/dev/null || true"
+)
 
 
 def _with_gpu(mib: int) -> str:

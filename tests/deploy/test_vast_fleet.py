@@ -52,13 +52,8 @@ class VastFleet:
         # -o: the venv counts as up to date, so a test never reinstalls it
         return subprocess.run(
             ["make", "--no-print-directory", "-o", ".venv/.installed", *args],
-            cwd=REPO,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=MAKE_TIMEOUT,
-            stdin=subprocess.DEVNULL,
-            check=False,
+            cwd=REPO, env=self.env, capture_output=True, text=True, timeout=MAKE_TIMEOUT,
+            stdin=subprocess.DEVNULL, check=False,
         )
 
     def rows(self) -> list[dict[str, Any]]:
@@ -69,26 +64,11 @@ class VastFleet:
 
     def ssh(self, row: dict[str, Any], command: str) -> subprocess.CompletedProcess[str]:
         """Run a command on an instance as the user would: their key, the row's endpoint."""
-        argv = [
-            "ssh",
-            "-i",
-            str(self.user_key),
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            f"UserKnownHostsFile={self.env['VAST_KNOWN_HOSTS']}",
-            "-o",
-            "LogLevel=ERROR",
-            "-p",
-            str(row["ssh_port"]),
-            f"root@{row['ssh_host']}",
-            command,
-        ]
-        return subprocess.run(
-            argv, capture_output=True, text=True, timeout=120, check=False, stdin=subprocess.DEVNULL
-        )
+        argv = ["ssh", "-i", str(self.user_key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+                "-o", f"UserKnownHostsFile={self.env['VAST_KNOWN_HOSTS']}", "-o", "LogLevel=ERROR",
+                "-p", str(row["ssh_port"]), f"root@{row['ssh_host']}", command]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False,
+                              stdin=subprocess.DEVNULL)
 
 
 def output(done: subprocess.CompletedProcess[str]) -> str:
@@ -101,24 +81,17 @@ def vast(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VastFleet]:
     build_rootfs()
     home = tmp_path_factory.mktemp("home")
     user_key = home / "id_vast"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(user_key)], check=True)
-    fleet = Fleet(
-        tmp_path_factory.mktemp("fleet"),
-        rootfs=default_rootfs(),
-        data_root=tmp_path_factory.mktemp("layers"),
-        base_port=0,
-    )
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(user_key)],
+                   check=True)
+    fleet = Fleet(tmp_path_factory.mktemp("fleet"), rootfs=default_rootfs(),
+                  data_root=tmp_path_factory.mktemp("layers"), base_port=0)
     hooks = SandboxHooks(fleet)
     public = user_key.with_name("id_vast.pub").read_text().strip()
     market = Market(offers=load_offers(), ssh_keys=[public], hooks=hooks)
     env = {
-        "PATH": os.environ.get("PATH", ""),
-        "LANG": "C.UTF-8",
-        "HOME": str(home),
-        "VAST_API_KEY": API_KEY,
-        "VAST_SSH_KEY": str(user_key),
-        "VAST_KNOWN_HOSTS": str(home / "known_hosts"),
-        "VAST_DATA_FILE": str(hooks.data_file),
+        "PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8", "HOME": str(home),
+        "VAST_API_KEY": API_KEY, "VAST_SSH_KEY": str(user_key),
+        "VAST_KNOWN_HOSTS": str(home / "known_hosts"), "VAST_DATA_FILE": str(hooks.data_file),
         "SELFHOST_SECRETS_DIR": str(tmp_path_factory.mktemp("secrets")),
     }
     try:
@@ -146,38 +119,26 @@ def test_make_up_rents_waits_deploys_checks_and_prints_the_tunnels(vast: VastFle
     for offset, row in enumerate(rows):
         local = 8001 + offset
         assert f"## vast-{row['id']}\n" in done.stdout
-        assert re.search(
-            rf"^ssh -N -L {local}:127\.0\.0\.1:8000 -p {row['ssh_port']} .*"
-            rf" root@127\.0\.0\.1$",
-            done.stdout,
-            re.M,
-        ), done.stdout[-3000:]
+        assert re.search(rf"^ssh -N -L {local}:127\.0\.0\.1:8000 -p {row['ssh_port']} .*"
+                         rf" root@127\.0\.0\.1$", done.stdout, re.M), done.stdout[-3000:]
         assert f"export ANTHROPIC_BASE_URL=http://127.0.0.1:{local}" in done.stdout
 
 
 def status(vast: VastFleet) -> dict[str, Any]:
     done = vast.make("status", "JSON=1")
     assert done.returncode == 0, output(done)[-3000:]
-    return json.loads(done.stdout[done.stdout.index("{") :])  # type: ignore[no-any-return]
+    return json.loads(done.stdout[done.stdout.index("{"):])  # type: ignore[no-any-return]
 
 
 def test_make_status_shows_health_and_tokens(vast: VastFleet) -> None:
     first = vast.rows()[0]
     before = {r["id"]: r for r in status(vast)["instances"]}[first["id"]]
     key = (Path(vast.env["SELFHOST_SECRETS_DIR"]) / "proxy_api_key").read_text().strip()
-    body = json.dumps(
-        {
-            "model": "claude-sonnet-4-5",
-            "max_tokens": 64,
-            "messages": [{"role": "user", "content": "Say hi."}],
-        }
-    )
-    asked = vast.ssh(
-        first,
-        "curl -sS --max-time 60 http://127.0.0.1:8000/v1/messages"
-        f" -H 'x-api-key: {key}' -H 'content-type: application/json'"
-        f" -d {shlex.quote(body)}",
-    )
+    body = json.dumps({"model": "claude-sonnet-4-5", "max_tokens": 64,
+                       "messages": [{"role": "user", "content": "Say hi."}]})
+    asked = vast.ssh(first, "curl -sS --max-time 60 http://127.0.0.1:8000/v1/messages"
+                            f" -H 'x-api-key: {key}' -H 'content-type: application/json'"
+                            f" -d {shlex.quote(body)}")
     assert json.loads(asked.stdout)["type"] == "message", asked.stdout + asked.stderr
 
     after = status(vast)

@@ -60,34 +60,12 @@ def test_a_failed_step_is_a_sentence(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_the_host_checks_select_exact_names(tmp_path: Path) -> None:
     """`--limit vast-h-1` collects vast-h-1's checks only, never vast-h-10's (as `-k` would)."""
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": str(tmp_path),
-        "LANG": "C.UTF-8",
-        "VAST_HOSTS": "h:1,h:10",
-        "VAST_KNOWN_HOSTS": str(tmp_path / "kh"),
-    }
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "LANG": "C.UTF-8",
+           "VAST_HOSTS": "h:1,h:10", "VAST_KNOWN_HOSTS": str(tmp_path / "kh")}
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "--collect-only",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "tests/infra",
-            "--inventory",
-            "inventories/vast.py",
-            "--limit",
-            "vast-h-1",
-        ],
-        cwd=steps.REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+         "tests/infra", "--inventory", "inventories/vast.py", "--limit", "vast-h-1"],
+        cwd=steps.REPO, env=env, capture_output=True, text=True, timeout=300, check=False,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     ids = [line for line in done.stdout.splitlines() if "::" in line]

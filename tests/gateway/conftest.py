@@ -109,28 +109,20 @@ class Gateway:
         raise AssertionError(f"{name} not {state} after {timeout} s: {self.status()[name]}")
 
     def ask(self, text: str, session: str | None = None, **body: Any) -> httpx.Response:
-        return self.client.post(
-            "/v1/messages", json=message(text, **body), headers=headers(session)
-        )
+        return self.client.post("/v1/messages", json=message(text, **body),
+                                headers=headers(session))
 
     def host_of(self, text: str) -> str:
         """The host whose double received a prompt containing ``text``."""
-        found = [
-            name
-            for name, host in self.hosts.items()
-            if any(text in (c.get("prompt") or str(c["messages"])) for c in host.chats)
-        ]
+        found = [name for name, host in self.hosts.items()
+                 if any(text in (c.get("prompt") or str(c["messages"])) for c in host.chats)]
         assert len(found) == 1, f"{text!r} reached {found}"
         return found[0]
 
 
 def message(text: str, **body: Any) -> dict[str, Any]:
-    return {
-        "model": "claude-sonnet-4-5",
-        "max_tokens": 64,
-        "messages": [{"role": "user", "content": text}],
-        **body,
-    }
+    return {"model": "claude-sonnet-4-5", "max_tokens": 64,
+            "messages": [{"role": "user", "content": text}], **body}
 
 
 def headers(session: str | None = None) -> dict[str, str]:
@@ -150,16 +142,10 @@ def make_gateway(tmp_path: Path) -> Iterator[Callable[..., Gateway]]:
             OllamaDouble(models=[MODEL], default_num_ctx=CONTEXT, context_lengths={MODEL: CONTEXT})
             for _ in range(2)
         ]
-        hosts = {
-            name: Host(name, free_port(), double.start())
-            for name, double in zip(("host-a", "host-b"), doubles, strict=True)
-        }
-        cfg = GatewayConfig(
-            hosts=[Backend(h.name, h.port) for h in hosts.values()],
-            port=free_port(),
-            stats_port=free_port(),
-            **overrides,
-        )
+        hosts = {name: Host(name, free_port(), double.start())
+                 for name, double in zip(("host-a", "host-b"), doubles, strict=True)}
+        cfg = GatewayConfig(hosts=[Backend(h.name, h.port) for h in hosts.values()],
+                            port=free_port(), stats_port=free_port(), **overrides)
         gw = Gateway(cfg, hosts, HAProxy(write_config(cfg, tmp_path), cfg))
         started.append((gw, doubles))
         for host in hosts.values():

@@ -12,14 +12,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _gateway(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "fleet.gateway", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return subprocess.run([sys.executable, "-m", "fleet.gateway", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=60, check=False)
 
 
 def test_status_without_a_gateway_is_a_sentence() -> None:
@@ -39,14 +33,7 @@ def test_a_taken_port_is_named_with_its_flag_and_a_free_one(taken_port: int) -> 
 
 
 def test_a_missing_inventory_is_a_sentence(tmp_path: Path) -> None:
-    done = _gateway(
-        "run",
-        "--inventory",
-        str(tmp_path / "nope.py"),
-        "--port",
-        str(free_port()),
-        "--stats-port",
-        str(free_port()),
-    )
+    done = _gateway("run", "--inventory", str(tmp_path / "nope.py"),
+                    "--port", str(free_port()), "--stats-port", str(free_port()))
     assert done.returncode == 2
     assert done.stderr.strip() == f"The inventory {tmp_path / 'nope.py'} does not exist."

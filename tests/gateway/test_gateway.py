@@ -35,12 +35,9 @@ def test_one_session_stays_on_one_host_and_sessions_spread_evenly(gateway: Gatew
 def test_requests_without_a_session_go_to_the_least_busy_host(gateway: Gateway) -> None:
     for host in gateway.hosts.values():
         host.double.script(Reply("x", hang=True, hang_interval=0.1))
-    with (
-        httpx.Client(base_url=gateway.url, timeout=30) as other,
-        other.stream(
-            "POST", "/v1/messages", json=message("long one", stream=True), headers=headers()
-        ) as held,
-    ):
+    with httpx.Client(base_url=gateway.url, timeout=30) as other, other.stream(
+        "POST", "/v1/messages", json=message("long one", stream=True), headers=headers()
+    ) as held:
         chunks = held.iter_bytes()  # kept: a dropped iterator closes the response
         next(chunks)  # message_start: the request is on its host
         busy = gateway.host_of("long one")
@@ -54,12 +51,9 @@ def test_requests_without_a_session_go_to_the_least_busy_host(gateway: Gateway) 
 def test_a_new_session_goes_to_the_least_busy_host_and_stays_there(gateway: Gateway) -> None:
     for host in gateway.hosts.values():
         host.double.script(Reply("x", hang=True, hang_interval=0.1))
-    with (
-        httpx.Client(base_url=gateway.url, timeout=30) as other,
-        other.stream(
-            "POST", "/v1/messages", json=message("long one", stream=True), headers=headers("busy")
-        ) as held,
-    ):
+    with httpx.Client(base_url=gateway.url, timeout=30) as other, other.stream(
+        "POST", "/v1/messages", json=message("long one", stream=True), headers=headers("busy")
+    ) as held:
         chunks = held.iter_bytes()  # kept: a dropped iterator closes the response
         next(chunks)  # message_start: the request is on its host
         busy = gateway.host_of("long one")
@@ -98,12 +92,9 @@ def test_sessions_move_when_their_host_stops_and_stay_when_it_returns(
         assert gateway.host_of(f"{session} back") == "host-b"
     # ... and new sessions reach the returned host, which has nothing in flight.
     gateway.hosts["host-b"].double.script(Reply("x", hang=True, hang_interval=0.1))
-    with (
-        httpx.Client(base_url=gateway.url, timeout=30) as other,
-        other.stream(
-            "POST", "/v1/messages", json=message("held", stream=True), headers=headers("s0")
-        ) as held,
-    ):
+    with httpx.Client(base_url=gateway.url, timeout=30) as other, other.stream(
+        "POST", "/v1/messages", json=message("held", stream=True), headers=headers("s0")
+    ) as held:
         chunks = held.iter_bytes()  # kept: a dropped iterator closes the response
         next(chunks)  # host-b has a stream in flight (session s0 stays on host-b)
         for i in range(4):
@@ -119,20 +110,16 @@ def test_a_session_whose_host_is_full_moves_to_the_least_busy_host(
     for host in gateway.hosts.values():
         host.double.script(Reply("x", hang=True, hang_interval=0.1))
     results: list[httpx.Response] = []
-    with (
-        httpx.Client(base_url=gateway.url, timeout=30) as other,
-        other.stream(
-            "POST", "/v1/messages", json=message("hold", stream=True), headers=headers("full")
-        ) as held,
-    ):
+    with httpx.Client(base_url=gateway.url, timeout=30) as other, other.stream(
+        "POST", "/v1/messages", json=message("hold", stream=True), headers=headers("full")
+    ) as held:
         chunks = held.iter_bytes()  # kept: a dropped iterator closes the response
         next(chunks)  # its host is full: one request in flight
         home = gateway.host_of("hold")
         idle = next(name for name in gateway.hosts if name != home)
         gateway.hosts[idle].double.reset()  # its scripted hang is not needed
-        waiting = threading.Thread(
-            target=lambda: results.append(gateway.ask("waits for its host", "full"))
-        )
+        waiting = threading.Thread(target=lambda: results.append(
+            gateway.ask("waits for its host", "full")))
         waiting.start()  # the session's next turn waits in its host's queue
         deadline = time.monotonic() + 10
         while not gateway.status()[home]["queued"] and time.monotonic() < deadline:
@@ -214,22 +201,13 @@ def test_a_full_queue_and_a_queue_timeout_are_529_overloaded(
     with ExitStack() as held:
         for i in range(2):  # one endless stream per host fills every slot
             client = held.enter_context(httpx.Client(base_url=gateway.url, timeout=30))
-            stream = held.enter_context(
-                client.stream(
-                    "POST",
-                    "/v1/messages",
-                    json=message(f"hold {i}", stream=True),
-                    headers=headers(),
-                )
-            )
+            stream = held.enter_context(client.stream(
+                "POST", "/v1/messages", json=message(f"hold {i}", stream=True), headers=headers()))
             readers.append(stream.iter_bytes())
             next(readers[-1])
         waiting = held.enter_context(httpx.Client(base_url=gateway.url, timeout=30))
-        queued = threading.Thread(
-            target=lambda: results.append(
-                waiting.post("/v1/messages", json=message("queued"), headers=headers())
-            )
-        )
+        queued = threading.Thread(target=lambda: results.append(waiting.post(
+            "/v1/messages", json=message("queued"), headers=headers())))
         results: list[httpx.Response] = []
         queued.start()
         deadline = time.monotonic() + 10
@@ -268,19 +246,9 @@ def test_status_prints_one_line_per_host(gateway: Gateway) -> None:
     gateway.wait_state("host-b", "DOWN")
     gateway.ask("counted", "one-session")
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "fleet.gateway",
-            "status",
-            "--stats-port",
-            str(gateway.cfg.stats_port),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
+        [sys.executable, "-m", "fleet.gateway", "status", "--stats-port",
+         str(gateway.cfg.stats_port)],
+        cwd=REPO, capture_output=True, text=True, timeout=30, check=True,
     )
     lines = done.stdout.splitlines()
     assert [line.split()[:2] for line in lines] == [["host-a", "UP"], ["host-b", "DOWN"]]
@@ -291,3 +259,4 @@ def test_status_prints_one_line_per_host(gateway: Gateway) -> None:
 def test_prometheus_metrics_on_the_stats_port(gateway: Gateway) -> None:
     text = httpx.get(f"http://127.0.0.1:{gateway.cfg.stats_port}/metrics").text
     assert 'haproxy_server_status{proxy="by_session",server="host-a",state="UP"} 1' in text
+

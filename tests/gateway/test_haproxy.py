@@ -13,11 +13,13 @@ from proxy_app.config import Settings
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "claude_code"
 # Every status HAProxy 2.6 can produce itself (configuration.txt, "http-error"), but 200.
-HAPROXY_STATUSES = (400, 401, 403, 404, 405, 407, 408, 410, 413, 425, 429, 500, 501, 502, 503, 504)
+HAPROXY_STATUSES = (400, 401, 403, 404, 405, 407, 408, 410, 413, 425, 429, 500, 501, 502, 503,
+                    504)
 
 
 def _config(tmp_path: Path, hosts: int = 2, **overrides: object) -> str:
-    cfg = GatewayConfig(hosts=[Backend(f"vast-{i}", 40000 + i) for i in range(hosts)], **overrides)  # type: ignore[arg-type]
+    cfg = GatewayConfig(hosts=[Backend(f"vast-{i}", 40000 + i) for i in range(hosts)],
+                        **overrides)  # type: ignore[arg-type]
     return write_config(cfg, tmp_path).read_text()
 
 
@@ -40,9 +42,7 @@ def test_every_status_haproxy_produces_is_an_envelope_or_no_answer(tmp_path: Pat
     for status in HAPROXY_STATUSES:
         envelope = re.search(
             rf"http-error status {status} content-type application/json lf-string "
-            r"'\{\"type\":\"error\",\"error\":\{\"type\":\"\w+\"",
-            text,
-        )
+            r"'\{\"type\":\"error\",\"error\":\{\"type\":\"\w+\"", text)
         silent = f"errorfile {status} /dev/null" in text
         # 401 and 407 come only from auth rules, 410 only from "return"/"deny": none is used.
         assert envelope or silent or status in (401, 407, 410), status

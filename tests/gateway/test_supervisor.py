@@ -50,39 +50,24 @@ def test_a_command_failing_at_once_backs_off() -> None:
 
 def test_an_exit_is_reported_with_the_last_line_the_command_wrote(tmp_path: Path) -> None:
     log = io.StringIO()
-    command = [
-        "sh",
-        "-c",
-        "echo 'ssh: connect to host 10.0.0.5 port 22: Connection refused' >&2; exit 255",
-    ]
+    command = ["sh", "-c", "echo 'ssh: connect to host 10.0.0.5 port 22: Connection refused' >&2;"
+               " exit 255"]
     with Supervisor({"vast-1": command}, log=log, output_dir=tmp_path):
         deadline = time.monotonic() + 20
         while not log.getvalue() and time.monotonic() < deadline:
             time.sleep(0.05)
     assert log.getvalue().splitlines()[0] == (
         "vast-1: tunnel exited with status 255 (ssh: connect to host 10.0.0.5 port 22: "
-        "Connection refused); re-opening it in 0.5 s."
-    )
+        "Connection refused); re-opening it in 0.5 s.")
 
 
 def test_gateway_tunnels_use_the_inventory_ssh_settings_and_never_prompt() -> None:
-    data = {
-        "proxy_port": 8000,
-        "ssh_hostname": "10.0.0.5",
-        "ssh_port": 41022,
-        "ssh_user": "root",
-        "ssh_key": "/keys/id",
-        "ssh_known_hosts_file": "/kh",
-    }
+    data = {"proxy_port": 8000, "ssh_hostname": "10.0.0.5", "ssh_port": 41022,
+            "ssh_user": "root", "ssh_key": "/keys/id", "ssh_known_hosts_file": "/kh"}
     argv = gateway.tunnel_commands([{"name": "vast-1", "data": data}], {"vast-1": 40123})["vast-1"]
     assert argv[:4] == ["ssh", "-N", "-L", "40123:127.0.0.1:8000"]
     assert argv[-1] == "root@10.0.0.5"
     options = {argv[i + 1] for i, word in enumerate(argv) if word == "-o"}
-    assert {
-        "UserKnownHostsFile=/kh",
-        "IdentitiesOnly=yes",
-        "ExitOnForwardFailure=yes",
-        "ServerAliveInterval=5",
-        "BatchMode=yes",
-    } <= options
+    assert {"UserKnownHostsFile=/kh", "IdentitiesOnly=yes", "ExitOnForwardFailure=yes",
+            "ServerAliveInterval=5", "BatchMode=yes"} <= options
     assert argv[argv.index("-i") + 1] == "/keys/id" and argv[argv.index("-p") + 1] == "41022"

@@ -42,12 +42,8 @@ def user_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def hooks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxHooks]:
     require_sandbox()
     build_rootfs()
-    fleet = Fleet(
-        tmp_path_factory.mktemp("fleet"),
-        rootfs=default_rootfs(),
-        data_root=tmp_path_factory.mktemp("layers"),
-        base_port=0,
-    )
+    fleet = Fleet(tmp_path_factory.mktemp("fleet"), rootfs=default_rootfs(),
+                  data_root=tmp_path_factory.mktemp("layers"), base_port=0)
     try:
         yield SandboxHooks(fleet)
     finally:
@@ -65,38 +61,17 @@ def api(hooks: SandboxHooks, user_key: Path) -> Iterator[VastAI]:
 def as_user(row: dict, key: Path, command: str) -> subprocess.CompletedProcess[str]:
     """`ssh` with the user's key to the endpoint the row gives, as `vastai ssh-url` would."""
     port = row["ports"]["22/tcp"][0]["HostPort"]
-    argv = [
-        "ssh",
-        "-i",
-        str(key),
-        "-o",
-        "IdentitiesOnly=yes",
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "StrictHostKeyChecking=no",
-        "-o",
-        "UserKnownHostsFile=/dev/null",
-        "-o",
-        "LogLevel=ERROR",
-        "-p",
-        port,
-        f"root@{row['public_ipaddr']}",
-        command,
-    ]
-    return subprocess.run(
-        argv, capture_output=True, text=True, timeout=60, check=False, stdin=subprocess.DEVNULL
-    )
+    argv = ["ssh", "-i", str(key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+            "-o", "LogLevel=ERROR", "-p", port, f"root@{row['public_ipaddr']}", command]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False,
+                          stdin=subprocess.DEVNULL)
 
 
 def onstart_marker(row: dict, key: Path) -> str:
     """The marker the on-start script wrote in this boot (it runs once sshd answers)."""
-    done = as_user(
-        row,
-        key,
-        "for i in $(seq 50); do [ -s /run/onstart-ran ] && break;"
-        " sleep 0.1; done; cat /run/onstart-ran",
-    )
+    done = as_user(row, key, "for i in $(seq 50); do [ -s /run/onstart-ran ] && break;"
+                             " sleep 0.1; done; cat /run/onstart-ran")
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
 
@@ -104,9 +79,8 @@ def onstart_marker(row: dict, key: Path) -> str:
 def test_an_instance_is_a_sandbox_host_for_its_whole_life(
     api: VastAI, hooks: SandboxHooks, user_key: Path
 ) -> None:
-    new_id = api.create_instance(
-        8002, image="img", disk=40, label="llm-selfhost", onstart_cmd=ONSTART, ssh=True, direct=True
-    )["new_contract"]
+    new_id = api.create_instance(8002, image="img", disk=40, label="llm-selfhost",
+                                 onstart_cmd=ONSTART, ssh=True, direct=True)["new_contract"]
     row = api.show_instance(new_id)
     box = hooks.host(row)
     assert (row["public_ipaddr"], row["ssh_host"]) == ("127.0.0.1", "127.0.0.1")
@@ -119,8 +93,7 @@ def test_an_instance_is_a_sandbox_host_for_its_whole_life(
     release = read_release(hooks.fleet.root)
     assert release is not None
     assert json.loads(hooks.data_file.read_text()) == {
-        "ollama_version": release["version"],
-        "ollama_download_url": release["url"],
+        "ollama_version": release["version"], "ollama_download_url": release["url"],
         "ollama_sha256": release["sha256"],
     }
     assert box.name in hooks.fleet.names()

@@ -264,7 +264,9 @@ def expected_hosts(label: str | None, known_hosts: str) -> dict[str, dict[str, A
 
 @pytest.mark.parametrize("key_source", ["env", "xdg-file"])
 @pytest.mark.parametrize("label", ["*", "llm"])
-def test_debug_inventory(api: Any, home: Path, tmp_path: Path, label: str, key_source: str) -> None:
+def test_debug_inventory(
+    api: Any, home: Path, tmp_path: Path, label: str, key_source: str
+) -> None:
     known_hosts = tmp_path / "secrets" / "known_hosts"
     env = {"HOME": str(home), "VAST_URL": api.url, "VAST_KNOWN_HOSTS": str(known_hosts)}
     if key_source == "env":
@@ -345,12 +347,8 @@ def test_debug_inventory_fails_with_a_sentence(
 
 def test_the_inventory_defaults_to_the_fleet_label(api: VastDouble, home: Path) -> None:
     api.market.instances[3]["label"] = "llm-selfhost"  # 4100004, running
-    env = {
-        "HOME": str(home),
-        "VAST_API_KEY": API_KEY,
-        "VAST_URL": api.url,
-        "VAST_KNOWN_HOSTS": str(home / "kh"),
-    }
+    env = {"HOME": str(home), "VAST_API_KEY": API_KEY, "VAST_URL": api.url,
+           "VAST_KNOWN_HOSTS": str(home / "kh")}
     result = run_inventory(env)
     assert result.returncode == 0, result.stderr
     assert [host["name"] for host in json.loads(result.stdout)] == ["vast-4100004"]
@@ -359,14 +357,8 @@ def test_the_inventory_defaults_to_the_fleet_label(api: VastDouble, home: Path) 
 def test_data_file_gives_every_host_deploy_data(api: VastDouble, home: Path) -> None:
     data = {"ollama_download_url": "http://10.0.2.2:8080/o.tar.zst", "ollama_sha256": "ab" * 32}
     (home / "data.json").write_text(json.dumps({**data, "ssh_port": 1}))
-    env = {
-        "HOME": str(home),
-        "VAST_API_KEY": API_KEY,
-        "VAST_URL": api.url,
-        "VAST_LABEL": "llm",
-        "VAST_KNOWN_HOSTS": str(home / "kh"),
-        "VAST_DATA_FILE": "~/data.json",
-    }
+    env = {"HOME": str(home), "VAST_API_KEY": API_KEY, "VAST_URL": api.url, "VAST_LABEL": "llm",
+           "VAST_KNOWN_HOSTS": str(home / "kh"), "VAST_DATA_FILE": "~/data.json"}
     result = run_inventory(env)
     assert result.returncode == 0, result.stderr
     hosts = json.loads(result.stdout)
