@@ -17,7 +17,7 @@ import hashlib
 import logging
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import httpx
@@ -254,7 +254,7 @@ class OpenAIEngine:
         answer = await self.client.post_raw("/tokenize", body)
         return len(answer.get("tokens") or [])
 
-    def stream(self, counted: Counted) -> Any:
+    def stream(self, counted: Counted) -> AbstractAsyncContextManager[AsyncIterator[Chunk]]:
         return self.client.stream(counted.body)
 
     async def answer(self, counted: Counted) -> Chunk:
