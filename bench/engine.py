@@ -69,22 +69,19 @@ def _anthropic_text(event: dict[str, Any]) -> bool:
 def request(target: str, urls: dict[str, str], max_tokens: int) -> tuple[str, dict[str, Any]]:
     """(url, body) of one streamed request of the conversation to `target`."""
     messages = [{"role": "user", "content": QUESTION}]
+    common = {"stream": True, "max_tokens": max_tokens, "temperature": 0}
     if target == "engine-openai":
-        body = {
+        return f"{urls['engine']}/v1/chat/completions", {
+            **common,
             "model": SMOLLM2,
             "messages": [{"role": "system", "content": SYSTEM}, *messages],
-            "stream": True,
             "stream_options": {"include_usage": True},
         }
-        return f"{urls['engine']}/v1/chat/completions", {
-            **body,
-            "max_tokens": max_tokens,
-            "temperature": 0,
-        }
-    body = {"model": SMOLLM2 if target == "engine-anthropic" else "claude-sonnet-4-5"}
-    body.update(system=SYSTEM, messages=messages, stream=True, max_tokens=max_tokens)
-    base = urls["engine"] if target == "engine-anthropic" else urls["proxy"]
-    return f"{base}/v1/messages", {**body, "temperature": 0}
+    if target == "engine-anthropic":
+        base, model = urls["engine"], SMOLLM2
+    else:
+        base, model = urls["proxy"], "claude-sonnet-4-5"
+    return f"{base}/v1/messages", {**common, "model": model, "system": SYSTEM, "messages": messages}
 
 
 def measure(
@@ -118,17 +115,12 @@ def latency(llama: LocalLlama, proxy: servers.Proc, rounds: int) -> dict[str, An
         for i in range(rounds):
             order = TARGETS[i % 3 :] + TARGETS[: i % 3]
             for target in order:
-                cpu_proxy, cpu_engine = proxy.cpu_seconds(), _cpu(engine_proc)
+                cpu_proxy, cpu_engine = proxy.cpu_seconds(), servers.cpu_seconds(engine_proc)
                 sample = measure(client, target, urls, llama, 32)
                 sample["proxy_cpu_ms"] = (proxy.cpu_seconds() - cpu_proxy) * 1000
-                sample["engine_cpu_ms"] = (_cpu(engine_proc) - cpu_engine) * 1000
+                sample["engine_cpu_ms"] = (servers.cpu_seconds(engine_proc) - cpu_engine) * 1000
                 samples[target].append(sample)
     return {target: _summary(rows) for target, rows in samples.items()}
-
-
-def _cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _summary(rows: list[dict[str, float]]) -> dict[str, float]:

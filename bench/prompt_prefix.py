@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any
 import httpx
 
 from devkit.llama_server import running_llama_server
+from devkit.ports import free_port
 from ollama_double.qwen_template import render
 from ollama_double.server import QWEN_SYSTEM, KvSlots, OllamaDouble, raw_prompt_ids
 from proxy_app.config import Settings
@@ -87,15 +87,9 @@ def compare(turns: list[Turn]) -> dict[str, list[int]]:
     }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def measure(*, real_engine: bool = False) -> dict[str, Any]:
     with OllamaDouble(models=[MODEL], default_num_ctx=32768) as double:
-        settings = Settings(ollama_url=double.url, api_keys=[API_KEY], port=_free_port())
+        settings = Settings(ollama_url=double.url, api_keys=[API_KEY], port=free_port())
         proxy = LiveProxy(settings).start()
         try:
             root = Path(tempfile.mkdtemp(prefix="bench-prefix-"))

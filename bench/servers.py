@@ -70,7 +70,8 @@ def _status_kb(pid: int, field_name: str) -> int:
     return 0
 
 
-def _cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> float:
+    """A process's CPU time so far (user + system), 0 once it is gone."""
     try:
         with open(f"/proc/{pid}/stat") as fh:
             fields = fh.read().rsplit(")", 1)[1].split()
@@ -115,7 +116,7 @@ class Proc:
         return sum(_status_kb(pid, "VmRSS") for pid in self.pids())
 
     def cpu_seconds(self) -> float:
-        return sum(_cpu_seconds(pid) for pid in self.pids())
+        return sum(cpu_seconds(pid) for pid in self.pids())
 
     def log_tail(self, lines: int = 15) -> str:
         try:

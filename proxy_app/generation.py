@@ -18,7 +18,7 @@ from proxy_app.aliases import route_model
 from proxy_app.api.anthropic import CountTokensRequest, content_blocks
 from proxy_app.api.streaming import Event
 from proxy_app.config import Settings
-from proxy_app.engines import Engine
+from proxy_app.engines import Catalog, Engine
 from proxy_app.engines.profile import ModelProfile
 from proxy_app.errors import (
     ContextOverflowError,
@@ -60,9 +60,12 @@ class Backend:
     ) -> None:
         self.settings = settings
         self.engine = engine
-        self.catalog = engine.catalog
         self.metrics = metrics
         self.offload = offload  # where translating a large request and counting run
+
+    @property
+    def catalog(self) -> Catalog:
+        return self.engine.catalog
 
     async def plan(self, request: CountTokensRequest, *, stream: bool = False) -> Plan:
         """Resolve the model (404 when the engine lacks it) and translate `request`."""

@@ -17,13 +17,13 @@ ENGINES = ("ollama", "llamacpp")
 DEFAULT_ENGINE = "ollama"
 
 
-def engine_name(data: Mapping[str, Any], name: str = "") -> str:
-    """A host's engine (data ``engine``), refused with a sentence unless a known one."""
-    engine = str(data.get("engine") or DEFAULT_ENGINE)
+def engine_name(value: object, host_name: str = "host") -> str:
+    """A host's engine from its data ``engine`` (``value``), refused with a sentence unless a
+    known one."""
+    engine = str(value or DEFAULT_ENGINE)
     if engine not in ENGINES:
         raise DeployError(
-            f"{name or 'host'}: engine = {engine!r} is not an engine; use one of: "
-            f"{', '.join(ENGINES)}."
+            f"{host_name}: engine = {engine!r} is not an engine; use one of: {', '.join(ENGINES)}."
         )
     return engine
 
@@ -31,13 +31,13 @@ def engine_name(data: Mapping[str, Any], name: str = "") -> str:
 def served(data: Mapping[str, Any]) -> OllamaServer | LlamaServer:
     """What the engine of a host with ``data`` (role defaults applied) serves, seen from the
     control machine (no GPU seen: llama-server's window from the default profile)."""
-    if engine_name(data) == "llamacpp":
+    if engine_name(data.get("engine")) == "llamacpp":
         return LlamaServer.from_data(data)
     return OllamaServer.from_data(data)
 
 
 def deploy_engine(manager: Manager) -> OllamaServer | LlamaServer:
     """Deploy this host's engine role; return its server (URL, models, context)."""
-    if engine_name({"engine": host.data.get("engine")}, host.name) == "llamacpp":
+    if engine_name(host.data.get("engine"), host.name) == "llamacpp":
         return deploy_llamacpp(manager)
     return deploy_ollama(manager)

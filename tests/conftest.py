@@ -103,15 +103,25 @@ def engine_kind(request: pytest.FixtureRequest) -> str:
     return str(getattr(request, "param", "ollama"))
 
 
+def llama_server(context: int = 32768) -> Iterator[LocalLlama]:
+    """llama-server (built once, cached) with SmolLM2, one slot of `context` tokens, answering
+    to its own name and to `qwen2.5-coder:7b`; a build that cannot run here fails, said so."""
+    try:
+        with running_llama_server(aliases=(SMOLLM2, QWEN_ALIAS), context=context) as server:
+            yield server
+    except llamacpp.BuildError as exc:
+        pytest.fail(f"llama-server could not be built: {exc}")
+
+
+def openai_engine(server: LocalLlama, model: str) -> dict[str, Any]:
+    """proxy_app's settings for `server` as its engine, `model` serving Claude's ids."""
+    return {"engine": "openai", "engine_url": server.url, "default_model": model}
+
+
 @pytest.fixture(scope="session")
 def llama() -> Iterator[LocalLlama]:
-    """llama-server (built once, cached) with SmolLM2, one slot of 32,768 tokens, answering
-    to its own name and to `qwen2.5-coder:7b`."""
-    try:
-        with running_llama_server(aliases=(SMOLLM2, QWEN_ALIAS)) as server:
-            yield server
-    except llamacpp.BuildError as exc:  # a build that cannot run here is a failure, said plainly
-        pytest.fail(f"llama-server could not be built: {exc}")
+    """A whole Claude Code request fits its 32,768 tokens."""
+    yield from llama_server()
 
 
 @pytest.fixture
@@ -124,7 +134,7 @@ def make_proxy(
     engine: dict[str, Any] = {"ollama_url": double.url}
     if engine_kind == "openai":
         server = request.getfixturevalue("llama")
-        engine = {"engine": "openai", "engine_url": server.url, "default_model": QWEN_ALIAS}
+        engine = openai_engine(server, QWEN_ALIAS)
 
     def make(**overrides: Any) -> LiveProxy:
         values: dict[str, Any] = {

@@ -18,13 +18,15 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, Protocol
 
+from proxy_app.engines.listing import Component
 from proxy_app.engines.profile import ModelProfile
+
+__all__ = ["Catalog", "Chunk", "Component", "Engine"]
 
 if TYPE_CHECKING:
     from proxy_app.plan import Counted, Plan
 
 Chunk = dict[str, Any]  # one answer chunk, in Ollama's /api/chat shape
-Component = dict[str, Any]  # one /health component: {"status": "ok" | "error", ...}
 
 
 class Catalog(Protocol):

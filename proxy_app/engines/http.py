@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import orjson
 
+from proxy_app.config import Settings
 from proxy_app.errors import (
     ContextOverflowError,
     InvalidRequestError,
@@ -35,6 +36,9 @@ OVERFLOW_MARKERS = (
 )
 
 
+Client = TypeVar("Client", bound="EngineClient")
+
+
 class EngineClient:
     """Calls an engine over HTTP; every failure comes out as a ProxyError subclass."""
 
@@ -55,6 +59,15 @@ class EngineClient:
         limits = httpx.Limits(max_connections=256, max_keepalive_connections=32)
         self._http = httpx.AsyncClient(
             base_url=self.base_url, timeout=timeout, limits=limits, transport=transport
+        )
+
+    @classmethod
+    def for_settings(cls: type[Client], settings: Settings) -> Client:
+        """A client of PROXY_ENGINE_URL with PROXY_CONNECT_TIMEOUT and PROXY_READ_TIMEOUT."""
+        return cls(
+            settings.engine_url,
+            connect_timeout=settings.connect_timeout,
+            read_timeout=settings.read_timeout,
         )
 
     async def aclose(self) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -11,13 +10,13 @@ import httpx
 import orjson
 
 from proxy_app.engines.http import EngineClient, upstream_error
+from proxy_app.engines.listing import ModelListing
 from proxy_app.engines.profile import ModelProfile
-from proxy_app.errors import OverloadedError, UpstreamError, UpstreamTimeoutError
+from proxy_app.errors import UpstreamError
 
 # Generation endpoints: a conversation Ollama renders with its template, or a prompt
 # proxy_app rendered itself, sent raw (generation.py says which).
 CHAT, COMPLETION = "/api/chat", "/api/generate"
-DEFAULT_NUM_CTX = 32768  # Settings.num_ctx's default
 
 
 class OllamaClient(EngineClient):
@@ -80,51 +79,27 @@ def canonical_name(name: str) -> str:
     return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
 
 
-class ModelCatalog:
-    """Ollama's /api/tags by canonical model name, refreshed every `ttl` seconds or on a miss."""
+class ModelCatalog(ModelListing):
+    """Ollama's /api/tags by canonical model name (proxy_app.engines.listing), its /api/show
+    profiles, and the windows PROXY_NUM_CTX / PROXY_MODEL_NUM_CTX give its models."""
 
     def __init__(
-        self, client: OllamaClient, ttl: float = 10.0, windows: Callable[[str], int] | None = None
+        self, client: OllamaClient, windows: Callable[[str], int], ttl: float = 10.0
     ) -> None:
+        super().__init__(ttl)
         self._client = client
-        self._ttl = ttl
-        self._windows = windows or (lambda _name: DEFAULT_NUM_CTX)  # PROXY_NUM_CTX by model
-        self._tags: dict[str, dict[str, Any]] = {}
-        self._fetched = 0.0
+        self._windows = windows
         self._profiles: dict[str, ModelProfile] = {}
 
-    async def refresh(self) -> dict[str, dict[str, Any]]:
-        """Fetch /api/tags now: {canonical name: its entry (digest, modified_at, details…)}."""
+    async def fetch(self) -> dict[str, dict[str, Any]]:
+        """/api/tags: {canonical name: its entry (digest, modified_at, details…)}."""
         tags = await self._client.get_json("/api/tags", timeout=5.0)
-        self._tags = {
+        return {
             canonical_name(m.get("name") or m.get("model", "")): m for m in tags.get("models", [])
         }
-        self._fetched = time.monotonic()
-        return self._tags
 
-    async def digest(self, name: str) -> str | None:
-        """The model's digest, or None when Ollama does not have it (after a fresh look).
-
-        While Ollama is unreachable the last known digest is kept (for another `ttl`), so
-        cached answers are still served; a model never seen raises the error.
-        """
-        name = canonical_name(name)
-        if name not in self._tags or time.monotonic() - self._fetched > self._ttl:
-            try:
-                await self.refresh()
-            except (OverloadedError, UpstreamTimeoutError):
-                if name not in self._tags:
-                    raise
-                self._fetched = time.monotonic()  # do not knock on a dead Ollama every request
-        entry = self._tags.get(name)
-        return None if entry is None else str(entry.get("digest", ""))
-
-    async def has(self, name: str) -> bool:
-        return await self.digest(name) is not None
-
-    def known(self, name: str) -> bool:
-        """Whether the model was in the last /api/tags Ollama answered."""
-        return canonical_name(name) in self._tags
+    def key(self, name: str) -> str:
+        return canonical_name(name)
 
     async def profile(self, name: str) -> ModelProfile:
         """From /api/show, cached per digest (a re-pulled model is asked again)."""

@@ -11,8 +11,8 @@ from typing import Any
 from proxy_app.bound import refuse_unfittable
 from proxy_app.config import Settings
 from proxy_app.engines import Chunk, Component
-from proxy_app.engines.ollama import CHAT, COMPLETION, ModelCatalog, OllamaClient, canonical_name
-from proxy_app.errors import PromptTooLongError, ProxyError
+from proxy_app.engines.ollama import CHAT, COMPLETION, ModelCatalog, OllamaClient
+from proxy_app.errors import PromptTooLongError
 from proxy_app.offload import Offload
 from proxy_app.plan import Counted, Plan
 from proxy_app.tokens import TokenCounter
@@ -25,11 +25,7 @@ class OllamaEngine:
     kind = "ollama"
 
     def __init__(self, settings: Settings, offload: Offload) -> None:
-        self.client = OllamaClient(
-            settings.engine_url,
-            connect_timeout=settings.connect_timeout,
-            read_timeout=settings.read_timeout,
-        )
+        self.client = OllamaClient.for_settings(settings)
         self.catalog = ModelCatalog(self.client, windows=settings.num_ctx_for)
         self.counter = TokenCounter()
         self.offload = offload  # counting runs on the worker pool, the event loop only waits
@@ -60,24 +56,19 @@ class OllamaEngine:
 
     async def check(self, model: str) -> dict[str, Component]:
         """Ollama's version and whether it has `model` (two calls)."""
-        model = canonical_name(model)
-        try:
-            version = await self.client.get_json("/api/version", timeout=3.0)
-            models = await self.catalog.refresh()
-        except ProxyError as exc:
-            return {
-                "ollama": {"status": "error", "error": exc.message},
-                "model": {"status": "unknown", "name": model},
-            }
-        ollama = {"status": "ok", "version": version.get("version", "")}
-        if model not in models:
-            error = f"model {model} is not pulled; run `ollama pull {model}`"
-            return {"ollama": ollama, "model": {"status": "error", "name": model, "error": error}}
-        digest = str(models[model].get("digest", ""))
-        return {"ollama": ollama, "model": {"status": "ok", "name": model, "digest": digest}}
+
+        async def version() -> dict[str, Any]:
+            answer = await self.client.get_json("/api/version", timeout=3.0)
+            return {"version": answer.get("version", "")}
+
+        return await self.catalog.check(self.kind, version, model, _not_pulled)
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+
+def _not_pulled(model: str) -> str:
+    return f"model {model} is not pulled; run `ollama pull {model}`"
 
 
 def completion_body(payload: dict[str, Any], prompt: str) -> dict[str, Any]:

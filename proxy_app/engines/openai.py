@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import time
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -28,14 +27,13 @@ from proxy_app.config import Settings
 from proxy_app.engines import Chunk, Component
 from proxy_app.engines.chat_messages import chat_messages
 from proxy_app.engines.http import EngineClient, upstream_error
+from proxy_app.engines.listing import ModelListing
 from proxy_app.engines.profile import ModelProfile
 from proxy_app.errors import (
     InvalidRequestError,
-    OverloadedError,
     PromptTooLongError,
     ProxyError,
     UpstreamError,
-    UpstreamTimeoutError,
 )
 from proxy_app.families import family_named, render
 from proxy_app.offload import Offload
@@ -112,19 +110,17 @@ def _final(reason: Any, usage: Any) -> Chunk:
     }
 
 
-class OpenAICatalog:
-    """The engine's /v1/models by id, refreshed every `ttl` seconds or on a miss, and what its
-    /props says of the loaded model (llama.cpp: template, tool support, window per slot)."""
+class OpenAICatalog(ModelListing):
+    """The engine's /v1/models by id and alias (proxy_app.engines.listing), and what its /props
+    says of the loaded model (llama.cpp: template, tool support, window per slot)."""
 
     def __init__(self, client: OpenAIClient, settings: Settings, ttl: float = 10.0) -> None:
+        super().__init__(ttl)
         self._client = client
         self._settings = settings
-        self._ttl = ttl
-        self._models: dict[str, dict[str, Any]] = {}
-        self._fetched = 0.0
         self._props: dict[str, Any] | None = None
 
-    async def refresh(self) -> dict[str, dict[str, Any]]:
+    async def fetch(self) -> dict[str, dict[str, Any]]:
         listed = await self._client.get_json("/v1/models", timeout=5.0)
         models = {}
         for entry in listed.get("data") or []:
@@ -134,25 +130,7 @@ class OpenAICatalog:
             named = {**entry, "digest": f"sha256:{digest.hexdigest()}"}
             for name in {str(entry.get("id")), *map(str, entry.get("aliases") or [])}:
                 models[name] = named  # llama.cpp: --alias a,b answers to each
-        self._models, self._fetched = models, time.monotonic()
         return models
-
-    async def digest(self, name: str) -> str | None:
-        if name not in self._models or time.monotonic() - self._fetched > self._ttl:
-            try:
-                await self.refresh()
-            except (OverloadedError, UpstreamTimeoutError):
-                if name not in self._models:
-                    raise
-                self._fetched = time.monotonic()
-        entry = self._models.get(name)
-        return None if entry is None else str(entry["digest"])
-
-    async def has(self, name: str) -> bool:
-        return await self.digest(name) is not None
-
-    def known(self, name: str) -> bool:
-        return name in self._models
 
     async def profile(self, name: str) -> ModelProfile:  # noqa: ARG002 - one model per server
         props = await self._load_props()
@@ -195,21 +173,15 @@ class OpenAIEngine:
     kind = "engine"
 
     def __init__(self, settings: Settings, offload: Offload) -> None:
-        self.client = OpenAIClient(
-            settings.engine_url,
-            connect_timeout=settings.connect_timeout,
-            read_timeout=settings.read_timeout,
-        )
+        self.client = OpenAIClient.for_settings(settings)
         self.catalog = OpenAICatalog(self.client, settings)
         self.offload = offload
         self._warned: set[str] = set()
 
     async def count(self, plan: Plan, limit: int | None) -> Counted:
-        payload = plan.upstream.payload
-        if limit is not None:  # a prompt whose size alone proves it too long is not sent
-            await self.offload.run(refuse_unfittable, payload, limit)
-        await self.offload.run(plan.encode, payload)  # refuses JSON nested too deeply
-        prompt = await self.prompt(plan)
+        prompt = await self.offload.run(self._checked, plan, limit)
+        if prompt is None:
+            prompt = await self._applied(plan)
         tokens = await self.tokens(prompt)
         if limit is not None and tokens > limit:
             raise PromptTooLongError(tokens, limit)
@@ -217,15 +189,22 @@ class OpenAIEngine:
         measure = Measure(tokens, tokens, True, b"", prompt)
         return Counted(plan, plan.encode(body), COMPLETIONS, measure, limit)
 
-    async def prompt(self, plan: Plan) -> str:
-        """The text the model reads: a known family rendered here, else the engine's template."""
+    def _checked(self, plan: Plan, limit: int | None) -> str | None:
+        """On the worker pool: the checks that need no engine, then the prompt of a family
+        proxy_app renders (None: the engine renders it, `_applied`)."""
         payload = plan.upstream.payload
+        if limit is not None:  # a prompt whose size alone proves it too long is not sent
+            refuse_unfittable(payload, limit)
+        plan.encode(payload)  # refuses JSON nested too deeply
         messages, tools = payload.get("messages") or [], payload.get("tools") or []
         _refuse_images(messages)
         family = family_named(plan.upstream_model)
-        if family is not None:
-            rendered: str = await self.offload.run(render, family, messages, tools)
-            return rendered
+        return None if family is None else render(family, messages, tools)
+
+    async def _applied(self, plan: Plan) -> str:
+        """The prompt as the engine's own template renders it (llama.cpp's /apply-template)."""
+        payload = plan.upstream.payload
+        messages, tools = payload.get("messages") or [], payload.get("tools") or []
         has_tools = "tools" in plan.profile.capabilities
         body: dict[str, Any] = {
             "messages": chat_messages(messages, tools, template_has_tools=has_tools)
@@ -273,20 +252,12 @@ class OpenAIEngine:
 
     async def check(self, model: str) -> dict[str, Component]:
         """The engine's /health (llama.cpp: 503 while loading) and whether it serves `model`."""
-        try:
+
+        async def health() -> dict[str, Any]:
             await self.client.get_json("/health", timeout=3.0)
-            models = await self.catalog.refresh()
-        except ProxyError as exc:
-            return {
-                "engine": {"status": "error", "error": exc.message},
-                "model": {"status": "unknown", "name": model},
-            }
-        engine = {"status": "ok", "url": self.client.shown_url}
-        if model not in models:
-            error = self.catalog.missing(model)
-            return {"engine": engine, "model": {"status": "error", "name": model, "error": error}}
-        digest = str(models[model]["digest"])
-        return {"engine": engine, "model": {"status": "ok", "name": model, "digest": digest}}
+            return {"url": self.client.shown_url}
+
+        return await self.catalog.check(self.kind, health, model, self.catalog.missing)
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -13,9 +13,8 @@ from typing import Any
 
 import pytest
 
-from devkit import llamacpp
-from devkit.llama_server import SMOLLM2, LocalLlama, running_llama_server
-from tests.conftest import QWEN_ALIAS, LiveProxy
+from devkit.llama_server import SMOLLM2, LocalLlama
+from tests.conftest import QWEN_ALIAS, LiveProxy, llama_server, openai_engine
 
 MODELS = (SMOLLM2, QWEN_ALIAS)
 
@@ -24,11 +23,7 @@ MODELS = (SMOLLM2, QWEN_ALIAS)
 def small_llama() -> Iterator[LocalLlama]:
     """A 512-token window: the guard and the answer cap, cheaply (the 32k one, `llama`, is
     tests/conftest.py's)."""
-    try:
-        with running_llama_server(aliases=MODELS, context=512) as server:
-            yield server
-    except llamacpp.BuildError as exc:  # a build that cannot run here is a failure, said plainly
-        pytest.fail(f"llama-server could not be built: {exc}")
+    yield from llama_server(context=512)
 
 
 @pytest.fixture
@@ -36,6 +31,6 @@ def engine_proxy(make_proxy: Callable[..., LiveProxy]) -> Callable[..., LiveProx
     """proxy_app in front of a llama-server (PROXY_ENGINE=openai)."""
 
     def make(server: LocalLlama, model: str = SMOLLM2, **overrides: Any) -> LiveProxy:
-        return make_proxy(engine="openai", engine_url=server.url, default_model=model, **overrides)
+        return make_proxy(**openai_engine(server, model), **overrides)
 
     return make

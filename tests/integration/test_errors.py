@@ -131,7 +131,7 @@ def test_ollama_overflow_is_400_too(proxy: LiveProxy, double: OllamaDouble) -> N
 
 def test_unreachable_ollama_is_529(make_proxy: Any, double: OllamaDouble) -> None:
     proxy = make_proxy()
-    proxy.services.catalog._tags = {"qwen2.5-coder:7b": {"digest": "x"}}
+    proxy.services.catalog._models = {"qwen2.5-coder:7b": {"digest": "x"}}
     proxy.services.catalog._fetched = float("inf")
     double.stop()
     response = post(proxy, GOOD)
